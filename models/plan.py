@@ -1,0 +1,32 @@
+"""The training plan: everything a rank needs, written as JSON by the launcher, read by each rank."""
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+
+@dataclass(frozen=True, kw_only=True)
+class TrainPlan:
+    store: str                      # path of the dataset's data.zarr
+    dataset_version: str            # NAME@VERSION, recorded for lineage
+    ranges: dict[str, list[int]]    # split -> [start, stop) in the store
+    image_shape: list[int]
+    n_classes: int
+    run_dir: str
+    network: str = "cnn"
+    epochs: int = 8
+    batch_size: int = 64
+    learning_rate: float = 1e-3
+    compression: str = "fp16"
+    threads_per_rank: int = 1
+    shuffle_buffer: int = 4096
+    seed: int = 0
+
+    def save(self, path: Path) -> Path:
+        path.write_text(json.dumps(asdict(self), indent=2) + "\n")
+        return path
+
+    @classmethod
+    def load(cls, path: Path) -> "TrainPlan":
+        return cls(**json.loads(Path(path).read_text()))

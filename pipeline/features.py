@@ -1,0 +1,117 @@
+"""Features: a deterministic stratified split, then typed rows become an image ``xr.Dataset``.
+
+The split of a row depends only on (seed, source file, line number) and its label, never on how
+the data is partitioned: each row gets a 64-bit hash, rows of a class are ranked by that hash, and
+the first ``train`` fraction of each class goes to train, the next ``val`` to val, the rest to test.
+Rows are then ordered by (split, hash), so each split is one contiguous, shuffled range.
+"""
+from __future__ import annotations
+
+import dask.array as da
+import dask.dataframe as dd
+import numpy as np
+import pandas as pd
+import xarray as xr
+from dask import delayed
+
+from pipeline.config import JobConfig, SplitConfig
+
+SPLITS = ("train", "val", "test")
+
+
+def _hash_key(seed: int) -> str:
+    return f"dcpipe{seed:010d}"[-16:]
+
+
+def _row_hash(frame: pd.DataFrame, seed: int) -> pd.Series:
+    return pd.util.hash_pandas_object(frame[["source", "line"]], index=False, hash_key=_hash_key(seed))
+
+
+def _class_cutoffs(keys: pd.DataFrame, cfg: SplitConfig) -> dict[int, tuple[int, int]]:
+    """Per label, the last hash (inclusive) of train and of val; -1 when that split is empty."""
+    cutoffs = {}
+    for label, group in keys.groupby("label"):
+        order = np.sort(group["order"].to_numpy())
+        n = len(order)
+        k_train, k_val = round(cfg.train * n), round((cfg.train + cfg.val) * n)
+        last = (lambda k: int(order[k - 1]) if k > 0 else -1)
+        cutoffs[int(label)] = (last(k_train), last(k_val))
+    return cutoffs
+
+
+def _assign(frame: pd.DataFrame, cutoffs: dict[int, tuple[int, int]]) -> pd.Series:
+    split = np.full(len(frame), 2, dtype="int8")
+    order = frame["order"].to_numpy()
+    for label, (train_last, val_last) in cutoffs.items():
+        mine = frame["label"].to_numpy() == label
+        split[mine & (val_last >= 0) & (order <= np.uint64(max(val_last, 0)))] = 1
+        split[mine & (train_last >= 0) & (order <= np.uint64(max(train_last, 0)))] = 0
+    return pd.Series(split, index=frame.index, name="split")
+
+
+_KEY_BITS = 61  # sort key = split << 61 | hash >> 3: fits int64, ordered by (split, hash)
+
+
+def _sort_key(frame: pd.DataFrame) -> pd.Series:
+    split = frame["split"].to_numpy().astype("uint64")
+    key = (split << np.uint64(_KEY_BITS)) | (frame["order"].to_numpy() >> np.uint64(64 - _KEY_BITS))
+    return pd.Series(key.astype("int64"), index=frame.index, name="sort_key")
+
+
+def sort_divisions(cfg: SplitConfig, npartitions: int) -> list[int]:
+    """Partition boundaries of the sort key, from the split fractions alone (no pass over data).
+
+    Hashes are uniform, so a split's keys spread evenly over its ``2**61`` wide band and the
+    ``q``-quantile of all keys is known: boundaries at ``i / npartitions`` balance partitions.
+    """
+    fractions = (cfg.train, cfg.val, cfg.test)
+    edges = np.cumsum((0.0, *fractions))
+    band = 1 << _KEY_BITS
+    inner = []
+    for q in np.linspace(0, 1, npartitions + 1)[1:-1]:
+        s = int(np.searchsorted(edges, q, side="right") - 1)
+        inner.append(s * band + int((q - edges[s]) / fractions[s] * band))
+    return sorted({0, *inner, 3 * band - 1})
+
+
+def assign_split(rows: dd.DataFrame, cfg: SplitConfig, seed: int) -> dd.DataFrame:
+    """Add ``split`` (0 train, 1 val, 2 test) and order rows by (split, row hash); lazy."""
+    rows = rows.assign(order=rows.map_partitions(_row_hash, seed, meta=("order", "uint64"),
+                                                 token="features-hash"))
+    cutoffs = delayed(_class_cutoffs, name="features-split-cutoffs")(rows[["label", "order"]], cfg)
+    rows = rows.assign(split=rows.map_partitions(_assign, cutoffs, meta=("split", "int8"),
+                                                 token="features-split"))
+    rows = rows.assign(sort_key=rows.map_partitions(_sort_key, meta=("sort_key", "int64")))
+    rows = rows.set_index("sort_key", divisions=sort_divisions(cfg, rows.npartitions))
+    return rows.drop(columns=["order"])
+
+
+def to_dataset(rows: dd.DataFrame, lengths: tuple[int, ...], cfg: JobConfig,
+               sources: list[str]) -> xr.Dataset:
+    """Image dataset over a ``sample`` dimension; pixels scaled to [0, 1] as float32.
+
+    ``lengths`` are the known partition lengths of ``rows`` (the job persists rows to learn them).
+    """
+    schema = cfg.schema
+    pixel_cols = [c for c in rows.columns if c.startswith("p") and c[1:].isdigit()]
+    chunks = (tuple(lengths),)
+    raw = rows[pixel_cols].to_dask_array(lengths=list(lengths))
+    h, w, c = schema.image_shape
+    scale = np.float32(1.0 / (schema.value_max - schema.value_min))
+    images = ((raw.astype("float32") - np.float32(schema.value_min)) * scale).reshape(-1, h, w, c)
+    col = lambda name, dtype: rows[name].to_dask_array(lengths=list(lengths)).astype(dtype)  # noqa: E731
+    source_index = rows["source"].map({s: i for i, s in enumerate(sources)}, meta=("source", "int32"))
+    ds = xr.Dataset(
+        {
+            "image": (("sample", "height", "width", "channel"), images.rechunk({0: chunks[0]})),
+            "label": ("sample", col("label", "int16")),
+            "split": ("sample", col("split", "int8"),
+                      {"flag_values": [0, 1, 2], "flag_meanings": " ".join(SPLITS)}),
+            "source_file": ("sample", source_index.to_dask_array(lengths=list(lengths)).astype("int32"),
+                            {"description": "index into the manifest's sources list"}),
+            "source_line": ("sample", col("line", "int64")),
+            "augmented": ("sample", da.zeros(sum(lengths), dtype=bool, chunks=chunks)),
+        },
+        attrs={"dataset": cfg.dataset.name, "label_names": [str(v) for v in schema.labels]},
+    )
+    return ds

@@ -1,0 +1,92 @@
+"""The main job: prepare the dataset on a Dask cluster, then train on it with Horovod."""
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import time
+from datetime import datetime, timezone
+from pathlib import Path
+
+from models.launch import default_np, launch
+from models.plan import TrainPlan
+from pipeline.cluster import local_client
+from pipeline.config import JobConfig, dump_yaml
+from pipeline.errors import UserError
+from pipeline.prepare import prepare
+
+SUMMARY_KEYS = ("run_id", "dataset_version", "n_train", "n_val", "n_test", "n_quarantined",
+                "world_size", "compression", "test_accuracy", "prepare_seconds", "train_seconds",
+                "wall_seconds")
+
+
+def _new_run_dir(workdir: Path) -> Path:
+    run_id = datetime.now(timezone.utc).strftime("%Y%m%d-%H%M%S-") + secrets.token_hex(2)
+    run_dir = workdir / "runs" / run_id
+    try:
+        run_dir.mkdir(parents=True)
+    except OSError as exc:
+        raise UserError(f"{workdir}: cannot create the working folder ({exc.strerror}); "
+                        "choose a writable --workdir") from None
+    if not os.access(run_dir, os.W_OK):
+        raise UserError(f"{workdir}: working folder is not writable; choose a writable --workdir")
+    return run_dir
+
+
+def format_summary(summary: dict) -> str:
+    """The summary as a two-column table."""
+    width = max(len(k) for k in SUMMARY_KEYS)
+    shown = (f"{v:.4f}" if isinstance(v, float) and "accuracy" in k else
+             f"{v:.1f}" if isinstance(v, float) else str(v) for k, v in
+             ((k, summary.get(k)) for k in SUMMARY_KEYS))
+    return "\n".join(f"  {k:<{width}}  {v}" for k, v in zip(SUMMARY_KEYS, shown))
+
+
+def run(config: JobConfig | None = None, workdir: str | Path = "dcpipe-work", workers: int | None = None,
+        np: int | None = None, log=print, show_progress: bool = True) -> dict:
+    """Run the whole job and return its summary (also written to ``runs/<run-id>/summary.json``).
+
+    >>> from pipeline import run
+    >>> summary = run(workdir="dcpipe-work")          # doctest: +SKIP
+    >>> summary["test_accuracy"] > 0.98               # doctest: +SKIP
+    """
+    started = time.perf_counter()
+    cfg = config or JobConfig()
+    if workers is not None:
+        cfg = cfg.with_overrides(cluster={"workers": workers})
+    if np is not None:
+        cfg = cfg.with_overrides(train={"np": np})
+    world = cfg.train.np or default_np()
+    workdir = Path(workdir).resolve()
+    run_dir = _new_run_dir(workdir)
+    (run_dir / "config.yaml").write_text(dump_yaml(cfg))
+    log(f"Run {run_dir.name} in {workdir}")
+
+    with local_client(cfg.cluster, log=log) as client:
+        prepared = prepare(cfg, workdir / "datasets", client, log=log, show_progress=show_progress)
+    manifest = prepared.manifest
+
+    plan = TrainPlan(store=str(prepared.ref.data_path), dataset_version=str(prepared.ref),
+                     ranges=manifest["ranges"], image_shape=list(cfg.schema.image_shape),
+                     n_classes=len(cfg.schema.labels), run_dir=str(run_dir), network=cfg.train.network,
+                     epochs=cfg.train.epochs, batch_size=cfg.train.batch_size,
+                     learning_rate=cfg.train.learning_rate, compression=cfg.train.compression,
+                     threads_per_rank=cfg.train.threads_per_rank, shuffle_buffer=cfg.train.shuffle_buffer,
+                     seed=cfg.seed)
+    metrics = launch(plan, world, log=log)
+
+    summary = {
+        "run_id": run_dir.name, "dataset_version": str(prepared.ref), "dataset_path": str(prepared.ref.path),
+        "dataset_cached": prepared.cached, "n_train": manifest["n_train"],
+        "n_train_stored": manifest["n_train_stored"], "n_val": manifest["n_val"], "n_test": manifest["n_test"],
+        "n_quarantined": sum(manifest["quarantined"].values()), "quarantined": manifest["quarantined"],
+        "world_size": metrics["world_size"], "compression": metrics["compression"],
+        "device": metrics["device"], "epochs": cfg.train.epochs, "test_accuracy": metrics["test_accuracy"],
+        "test_loss": metrics["test_loss"], "prepare_seconds": round(prepared.seconds, 2),
+        "train_seconds": round(metrics["train_seconds"], 2),
+        "wall_seconds": round(time.perf_counter() - started, 2),
+        "model": str(run_dir / "model.keras"), "exported_model": str(run_dir / "saved_model"),
+    }
+    (run_dir / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
+    log(f"Summary ({run_dir / 'summary.json'}):\n{format_summary(summary)}")
+    return summary
