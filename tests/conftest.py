@@ -1,0 +1,43 @@
+"""Shared fixtures: tiny real data cut from the embedded MNIST file, and small configs."""
+from __future__ import annotations
+
+import gzip
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from pipeline.config import JobConfig
+from pipeline.ingest import embedded_mnist_path
+
+
+@pytest.fixture(scope="session")
+def mnist_lines() -> list[str]:
+    """The 5,000 lines of the embedded MNIST CSV (784 pixels, then the label)."""
+    with gzip.open(embedded_mnist_path(), "rt") as fh:
+        return fh.read().splitlines()
+
+
+def take_balanced(lines: list[str], per_class: int) -> list[str]:
+    """``per_class`` lines of each digit, in file order."""
+    labels = np.array([int(line.rsplit(",", 1)[1]) for line in lines])
+    keep = np.sort(np.concatenate([np.flatnonzero(labels == d)[:per_class] for d in range(10)]))
+    return [lines[i] for i in keep]
+
+
+@pytest.fixture
+def small_csv(tmp_path: Path, mnist_lines) -> Path:
+    """A 400-row real MNIST CSV (40 per digit), uncompressed."""
+    path = tmp_path / "mnist_small.csv"
+    path.write_text("\n".join(take_balanced(mnist_lines, 40)) + "\n")
+    return path
+
+
+def small_config(csv: Path, **sections) -> JobConfig:
+    """A config for tiny runs: the given CSV, small chunks, one epoch, a free dashboard port."""
+    base = {"source": {"path": str(csv)}, "store": {"chunk_rows": 64},
+            "train": {"epochs": 1, "batch_size": 16, "np": 2},
+            "cluster": {"workers": 2, "dashboard_address": ":0"}}
+    for name, fields in sections.items():
+        base[name] = {**base.get(name, {}), **fields}
+    return JobConfig.model_validate(base)
