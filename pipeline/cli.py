@@ -18,6 +18,10 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--workdir", default="dcpipe-work", help="working folder (default: ./dcpipe-work)")
     run.add_argument("--workers", type=int, help="local Dask workers (default: one per core)")
     run.add_argument("--np", type=int, help="Horovod ranks (default: one per GPU, else 2)")
+    prep = sub.add_parser("prepare", parents=[common], help="prepare the dataset version only; prints NAME@VERSION last")
+    prep.add_argument("--config", help="YAML config (see `dcpipe config`); default: the built-in one")
+    prep.add_argument("--workdir", default="dcpipe-work", help="working folder (default: ./dcpipe-work)")
+    prep.add_argument("--workers", type=int, help="local Dask workers (default: one per core)")
     cfg = sub.add_parser("config", parents=[common], help="print the resolved configuration as YAML")
     cfg.add_argument("--config", help="YAML config to resolve; default: the built-in one")
     return parser
@@ -27,11 +31,16 @@ def _dispatch(args: argparse.Namespace) -> int:
     if args.command == "config":
         sys.stdout.write(dump_yaml(load_config(args.config)))
         return 0
-    from pipeline.job import run
+    from pipeline.job import prepare_only, run
     for flag in ("workers", "np"):
-        value = getattr(args, flag)
+        value = getattr(args, flag, None)
         if value is not None and value < 1:
             raise UserError(f"--{flag} must be a positive integer (got {value})")
+    if args.command == "prepare":
+        prepared = prepare_only(load_config(args.config), workdir=args.workdir, workers=args.workers,
+                                show_progress=sys.stderr.isatty())
+        print(prepared.ref)
+        return 0
     run(load_config(args.config), workdir=args.workdir, workers=args.workers, np=args.np,
         show_progress=sys.stderr.isatty())
     return 0

@@ -13,7 +13,7 @@ from models.plan import TrainPlan
 from pipeline.cluster import local_client
 from pipeline.config import JobConfig, dump_yaml
 from pipeline.errors import UserError
-from pipeline.prepare import prepare
+from pipeline.prepare import Prepared, prepare
 
 SUMMARY_KEYS = ("run_id", "dataset_version", "n_train", "n_val", "n_test", "n_quarantined",
                 "world_size", "compression", "test_accuracy", "prepare_seconds", "train_seconds",
@@ -23,13 +23,7 @@ SUMMARY_KEYS = ("run_id", "dataset_version", "n_train", "n_val", "n_test", "n_qu
 def _new_run_dir(workdir: Path) -> Path:
     run_id = datetime.now(timezone.utc).strftime("%Y%m%d-%H%M%S-") + secrets.token_hex(2)
     run_dir = workdir / "runs" / run_id
-    try:
-        run_dir.mkdir(parents=True)
-    except OSError as exc:
-        raise UserError(f"{workdir}: cannot create the working folder ({exc.strerror}); "
-                        "choose a writable --workdir") from None
-    if not os.access(run_dir, os.W_OK):
-        raise UserError(f"{workdir}: working folder is not writable; choose a writable --workdir")
+    run_dir.mkdir(parents=True)
     return run_dir
 
 
@@ -42,6 +36,36 @@ def format_summary(summary: dict) -> str:
     return "\n".join(f"  {k:<{width}}  {v}" for k, v in zip(SUMMARY_KEYS, shown))
 
 
+def _resolve(config: JobConfig | None, workers: int | None, np: int | None) -> JobConfig:
+    cfg = config or JobConfig()
+    if workers is not None:
+        cfg = cfg.with_overrides(cluster={"workers": workers})
+    if np is not None:
+        cfg = cfg.with_overrides(train={"np": np})
+    return cfg
+
+
+def _workdir(workdir: str | Path) -> Path:
+    workdir = Path(workdir).resolve()
+    try:
+        workdir.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise UserError(f"{workdir}: cannot create the working folder ({exc.strerror}); "
+                        "choose a writable --workdir") from None
+    if not os.access(workdir, os.W_OK):
+        raise UserError(f"{workdir}: working folder is not writable; choose a writable --workdir")
+    return workdir
+
+
+def prepare_only(config: JobConfig | None = None, workdir: str | Path = "dcpipe-work",
+                 workers: int | None = None, log=print, show_progress: bool = True) -> Prepared:
+    """Prepare (or find) the dataset version on a local Dask cluster, without training."""
+    cfg = _resolve(config, workers, None)
+    workdir = _workdir(workdir)
+    with local_client(cfg.cluster, log=log) as client:
+        return prepare(cfg, workdir / "datasets", client, log=log, show_progress=show_progress)
+
+
 def run(config: JobConfig | None = None, workdir: str | Path = "dcpipe-work", workers: int | None = None,
         np: int | None = None, log=print, show_progress: bool = True) -> dict:
     """Run the whole job and return its summary (also written to ``runs/<run-id>/summary.json``).
@@ -51,19 +75,14 @@ def run(config: JobConfig | None = None, workdir: str | Path = "dcpipe-work", wo
     >>> summary["test_accuracy"] > 0.98               # doctest: +SKIP
     """
     started = time.perf_counter()
-    cfg = config or JobConfig()
-    if workers is not None:
-        cfg = cfg.with_overrides(cluster={"workers": workers})
-    if np is not None:
-        cfg = cfg.with_overrides(train={"np": np})
+    cfg = _resolve(config, workers, np)
     world = cfg.train.np or default_np()
-    workdir = Path(workdir).resolve()
+    workdir = _workdir(workdir)
     run_dir = _new_run_dir(workdir)
     (run_dir / "config.yaml").write_text(dump_yaml(cfg))
     log(f"Run {run_dir.name} in {workdir}")
 
-    with local_client(cfg.cluster, log=log) as client:
-        prepared = prepare(cfg, workdir / "datasets", client, log=log, show_progress=show_progress)
+    prepared = prepare_only(cfg, workdir, log=log, show_progress=show_progress)
     manifest = prepared.manifest
 
     plan = TrainPlan(store=str(prepared.ref.data_path), dataset_version=str(prepared.ref),
