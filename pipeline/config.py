@@ -74,9 +74,11 @@ class AugmentConfig(_Section):
 
 
 class StoreConfig(_Section):
-    chunk_rows: int = Field(512, gt=0, description="samples per Zarr chunk along the sample axis")
-    codec: Literal["zstd", "blosc-lz4", "none"] = "zstd"
-    level: int = Field(3, ge=0, le=22)
+    chunk_bytes: int = Field(4 << 20, gt=0, description="target uncompressed bytes per chunk of the widest "
+                             "variable (the image), cut along the sample axis; see docs/store.md")
+    chunk_rows: int | None = Field(None, gt=0, description="samples per chunk; overrides chunk_bytes when set")
+    codec: Literal["zstd", "lz4", "blosc-lz4", "blosc-zstd", "none"] = "zstd"
+    level: int = Field(3, ge=0, le=22, description="compression level (blosc: at most 9; lz4: acceleration)")
 
 
 class TrainConfig(_Section):

@@ -29,15 +29,26 @@ def describe_sources(paths: list[Path]) -> list[dict]:
 def code_hash() -> str:
     """SHA-256 over the pipeline package's source: a change to it makes a new dataset version."""
     digest = hashlib.sha256()
-    for path in sorted(CODE_DIR.glob("*.py")):
-        digest.update(path.name.encode() + b"\0" + path.read_bytes())
+    for path in sorted(CODE_DIR.rglob("*.py")):
+        digest.update(path.relative_to(CODE_DIR).as_posix().encode() + b"\0" + path.read_bytes())
     return digest.hexdigest()
+
+
+def version_payload(sources: list[dict], data_config: dict) -> dict:
+    """What the version id hashes: source content, the data config and the code.
+
+    Where the sources are (``source.path``) is left out: the same bytes under another path or
+    glob are the same data. Cluster, workers, workdir and training settings are not in
+    ``data_config`` at all (see ``JobConfig.data_part``).
+    """
+    config = {**data_config, "source": {k: v for k, v in data_config.get("source", {}).items() if k != "path"}}
+    return {"sources": [{k: s[k] for k in ("name", "bytes", "sha256")} for s in sources],
+            "config": config, "code": code_hash()}
 
 
 def content_version(sources: list[dict], data_config: dict) -> str:
     """The dataset version id: 16 hex digits over source content, data config and code."""
-    payload = {"sources": [{k: s[k] for k in ("name", "bytes", "sha256")} for s in sources],
-               "config": data_config, "code": code_hash()}
+    payload = version_payload(sources, data_config)
     return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:16]
 
 

@@ -1,0 +1,95 @@
+"""How arrays are stored: the codec registry and chunking by a target size in bytes (no I/O).
+
+Every variable along ``sample`` is cut at the same sample boundaries, so one chunk index covers the
+same samples in every array. The rows per chunk come from the widest variable per sample (the
+image) and ``StoreConfig.chunk_bytes``, unless ``StoreConfig.chunk_rows`` sets them directly.
+"""
+from __future__ import annotations
+
+import warnings
+from typing import Callable
+
+import numpy as np
+import xarray as xr
+import zarr.codecs
+
+from pipeline.config import StoreConfig
+
+SAMPLE = "sample"
+
+
+def _zstd(level: int):
+    return zarr.codecs.ZstdCodec(level=level)
+
+
+def _lz4(level: int):
+    from zarr.codecs.numcodecs import LZ4
+    with warnings.catch_warnings():  # numcodecs' LZ4 is a zarr-python extension, outside the v3 spec
+        warnings.filterwarnings("ignore", message="Numcodecs codecs are not in the Zarr version 3")
+        return LZ4(acceleration=max(level, 1))
+
+
+def _blosc(cname: str):
+    return lambda level: zarr.codecs.BloscCodec(cname=cname, clevel=min(level, 9), shuffle="shuffle")
+
+
+#: codec name -> factory(level) of the Zarr v3 compressor; ``none`` stores raw bytes.
+CODECS: dict[str, Callable[[int], object] | None] = {
+    "zstd": _zstd,
+    "lz4": _lz4,
+    "blosc-lz4": _blosc("lz4"),
+    "blosc-zstd": _blosc("zstd"),
+    "none": None,
+}
+
+
+def register_codec(name: str, factory: Callable[[int], object]) -> None:
+    """Make ``name`` usable as ``store.codec`` (the config must list it too)."""
+    CODECS[name] = factory
+
+
+def compressors(codec: str, level: int) -> tuple:
+    factory = CODECS[codec]
+    return () if factory is None else (factory(level),)
+
+
+def rows_per_chunk(bytes_per_sample: int, chunk_bytes: int) -> int:
+    """Samples per chunk so a chunk holds at most ``chunk_bytes`` (at least one sample)."""
+    if bytes_per_sample < 1 or chunk_bytes < 1:
+        raise ValueError(f"bytes_per_sample and chunk_bytes must be positive "
+                         f"(got {bytes_per_sample}, {chunk_bytes})")
+    return max(1, chunk_bytes // bytes_per_sample)
+
+
+def sample_bytes(ds: xr.Dataset) -> int:
+    """Uncompressed bytes of one sample of the widest variable along ``sample``."""
+    widths = [int(np.prod([n for d, n in zip(v.dims, v.shape) if d != SAMPLE])) * v.dtype.itemsize
+              for v in ds.data_vars.values() if SAMPLE in v.dims]
+    return max(widths, default=1)
+
+
+def chunk_rows(cfg: StoreConfig, bytes_per_sample: int) -> int:
+    """The rows per chunk ``cfg`` asks for, for samples of ``bytes_per_sample`` bytes."""
+    return cfg.chunk_rows or rows_per_chunk(bytes_per_sample, cfg.chunk_bytes)
+
+
+def encoding(ds: xr.Dataset, cfg: StoreConfig, rows: int) -> dict:
+    """``to_zarr`` encoding: ``rows`` samples per chunk, whole along the other axes, ``cfg``'s codec."""
+    enc = {}
+    for name, var in ds.variables.items():
+        if SAMPLE in var.dims:
+            chunks = tuple(min(rows, n) if d == SAMPLE else n for d, n in zip(var.dims, var.shape))
+            enc[name] = {"compressors": compressors(cfg.codec, cfg.level), "chunks": tuple(max(c, 1) for c in chunks)}
+    return enc
+
+
+def describe_variables(ds: xr.Dataset, enc: dict | None = None) -> dict:
+    """name -> dims, shape, dtype and stored chunk shape, for the manifest."""
+    enc = enc or {}
+    out = {}
+    for name, var in ds.data_vars.items():
+        chunks = enc.get(name, {}).get("chunks") or (
+            [c[0] if c else 0 for c in var.chunks] if var.chunks else list(var.shape))
+        out[name] = {"dims": list(var.dims), "shape": list(var.shape), "dtype": str(var.dtype),
+                     "chunks": [int(c) for c in chunks]}
+    return out
