@@ -9,4 +9,10 @@ def run(*args, **kwargs):
     return _run(*args, **kwargs)
 
 
-__all__ = ["JobConfig", "UserError", "load_config", "run"]
+def open_dataset(name: str, version: str = "latest", root="dcpipe-work/datasets"):
+    """The lazy xarray Dataset of a stored version; see :func:`pipeline.store.open_dataset`."""
+    from pipeline.store import open_dataset as _open
+    return _open(name, version, root)
+
+
+__all__ = ["JobConfig", "UserError", "load_config", "open_dataset", "run"]

@@ -24,6 +24,27 @@ def _parser() -> argparse.ArgumentParser:
     prep.add_argument("--workers", type=int, help="local Dask workers (default: one per core)")
     cfg = sub.add_parser("config", parents=[common], help="print the resolved configuration as YAML")
     cfg.add_argument("--config", help="YAML config to resolve; default: the built-in one")
+    ds = sub.add_parser("datasets", help="list, show, diff, verify or gc stored dataset versions")
+    ds_sub = ds.add_subparsers(dest="datasets_command", required=True)
+    where = argparse.ArgumentParser(add_help=False, parents=[common])
+    where.add_argument("--workdir", default="dcpipe-work", help="working folder (default: ./dcpipe-work)")
+    where.add_argument("--root", help="dataset store root (default: WORKDIR/datasets)")
+    ds_sub.add_parser("list", parents=[where], help="every dataset and its versions, oldest first")
+    show = ds_sub.add_parser("show", parents=[where], help="one version's manifest")
+    show.add_argument("spec", metavar="NAME[@VERSION]")
+    show.add_argument("--json", action="store_true", help="print the whole manifest as JSON")
+    dif = ds_sub.add_parser("diff", parents=[where], help="what differs between two versions")
+    dif.add_argument("a", metavar="NAME[@VERSION]")
+    dif.add_argument("b", metavar="NAME[@VERSION]")
+    ver = ds_sub.add_parser("verify", parents=[where], help="recompute checksums; exit 1 naming damage")
+    ver.add_argument("spec", metavar="NAME@VERSION")
+    gc = ds_sub.add_parser("gc", parents=[where], help="keep the N newest versions of each dataset")
+    gc.add_argument("--keep", type=int, required=True, metavar="N")
+    gc.add_argument("--dry-run", action="store_true", help="say what would be removed, remove nothing")
+    gc.add_argument("name", nargs="?", help="only this dataset (default: all)")
+    lin = sub.add_parser("lineage", parents=[common], help="model -> run -> dataset version -> config -> sources")
+    lin.add_argument("run", metavar="RUN", help="run id (under WORKDIR/runs) or run folder")
+    lin.add_argument("--workdir", default="dcpipe-work", help="working folder (default: ./dcpipe-work)")
     return parser
 
 
@@ -31,6 +52,9 @@ def _dispatch(args: argparse.Namespace) -> int:
     if args.command == "config":
         sys.stdout.write(dump_yaml(load_config(args.config)))
         return 0
+    if args.command in ("datasets", "lineage"):
+        from pipeline import datasets_cli
+        return datasets_cli.datasets(args) if args.command == "datasets" else datasets_cli.lineage_(args)
     from pipeline.job import prepare_only, run
     for flag in ("workers", "np"):
         value = getattr(args, flag, None)

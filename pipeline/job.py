@@ -13,6 +13,7 @@ from models.plan import TrainPlan
 from pipeline.cluster import local_client
 from pipeline.config import JobConfig, dump_yaml
 from pipeline.errors import UserError
+from pipeline.lineage import record_run
 from pipeline.prepare import Prepared, prepare
 
 SUMMARY_KEYS = ("run_id", "dataset_version", "n_train", "n_val", "n_test", "n_quarantined",
@@ -106,6 +107,7 @@ def run(config: JobConfig | None = None, workdir: str | Path = "dcpipe-work", wo
         "wall_seconds": round(time.perf_counter() - started, 2),
         "model": str(run_dir / "model.keras"), "exported_model": str(run_dir / "saved_model"),
     }
+    summary["lineage"] = str(record_run(run_dir, prepared.ref, summary))
     (run_dir / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
     log(f"Summary ({run_dir / 'summary.json'}):\n{format_summary(summary)}")
     return summary
