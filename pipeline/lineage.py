@@ -42,10 +42,9 @@ def record_run(run_dir: Path, ref: DatasetRef, summary: dict) -> Path:
 
 
 def run_dir_of(run: str, workdir: Path) -> Path:
-    """``run`` as a run folder: a path to one, or a run id under ``workdir/runs``."""
-    given = Path(run)
-    if "/" in run or given.is_dir():
-        folder = given
+    """``run`` as a run folder: a path (it has a ``/``) or a run id under ``workdir/runs``."""
+    if "/" in run:                     # a path the user typed: theirs to choose
+        folder = Path(run)
     else:
         if not run or run.startswith(".") or not all(c.isalnum() or c in "-_." for c in run):
             raise UserError(f"run id {run!r} is not allowed; give an id like 20261122-052300-ab12 "

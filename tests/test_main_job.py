@@ -62,3 +62,16 @@ def test_exported_model_predicts_without_horovod(finished):
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
     assert out.returncode == 0, out.stderr[-2000:]
     assert abs(float(out.stdout.split()[-1]) - summary["test_accuracy"]) < 0.1
+
+
+def test_the_run_records_its_lineage_down_to_the_source_file(finished):
+    workdir, summary = finished
+    run_dir = workdir / "runs" / summary["run_id"]
+    record = json.loads((run_dir / "lineage.json").read_text())
+    assert summary["lineage"] == str(run_dir / "lineage.json")
+    assert record["dataset"]["ref"] == summary["dataset_version"] and record["model"]["sha256"]
+    out = subprocess.run([sys.executable, "-m", "pipeline.cli", "lineage", summary["run_id"], "--workdir",
+                          str(workdir)], capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.splitlines()[-1].startswith(f"source   {workdir.parent / 'mnist_600.csv'}  ")
+    assert "note" not in out.stdout
