@@ -24,7 +24,7 @@ def _parser() -> argparse.ArgumentParser:
     prep.add_argument("--workers", type=int, help="local Dask workers (default: one per core)")
     cfg = sub.add_parser("config", parents=[common], help="print the resolved configuration as YAML")
     cfg.add_argument("--config", help="YAML config to resolve; default: the built-in one")
-    ds = sub.add_parser("datasets", help="list, show, diff, verify or gc stored dataset versions")
+    ds = sub.add_parser("datasets", help="list, show, diff, verify or gc the stored dataset versions")
     ds_sub = ds.add_subparsers(dest="datasets_command", required=True)
     where = argparse.ArgumentParser(add_help=False, parents=[common])
     where.add_argument("--workdir", default="dcpipe-work", help="working folder (default: ./dcpipe-work)")

@@ -37,13 +37,15 @@ class _Counts:
 
 
 def _raw_hash(raw: pd.Series) -> pd.Series:
+    """64-bit hash of each record's text: equal lines are duplicates."""
     return pd.util.hash_pandas_object(raw, index=False)
 
 
 def _counts(rows, quarantine, records, client: Client, show_progress: bool):
     """Persist the split table and quarantine; learn partition lengths, split and reason counts."""
-    n_dup = records.map_partitions(len).sum() - records["raw"].map_partitions(_raw_hash, meta=("raw", "uint64")).nunique()
-    rows, quarantine, n_records, n_dup = client.persist([rows, quarantine, records.map_partitions(len).sum(), n_dup])
+    n_records = records.map_partitions(len).sum()
+    n_dup = n_records - records["raw"].map_partitions(_raw_hash, meta=("raw", "uint64")).nunique()
+    rows, quarantine, n_records, n_dup = client.persist([rows, quarantine, n_records, n_dup])
     if show_progress:
         progress([rows, quarantine, n_records, n_dup], notebook=False)
     lengths = tuple(rows.map_partitions(len).compute())

@@ -99,10 +99,11 @@ def verify(folder: Path, manifest: dict, threads: int = 2) -> list[Problem]:
         return [Problem(CHECKSUMS, "does not match the manifest's index_sha256 (index damaged or edited)")]
     expected = json.loads(raw)["files"]
     present = set(stored_files(folder))
-    problems = [Problem(array_of(r), f"{_chunk_label(r, variables)} missing") for r in sorted(set(expected) - present)]
-    problems += [Problem(array_of(r), f"unexpected {_chunk_label(r, variables)}") for r in sorted(present - set(expected))]
+    label = lambda rel: _chunk_label(rel, variables)  # noqa: E731
+    problems = [Problem(array_of(r), f"{label(r)} missing") for r in sorted(set(expected) - present)]
+    problems += [Problem(array_of(r), f"unexpected {label(r)}") for r in sorted(present - set(expected))]
     actual = digest_files(folder, sorted(present & set(expected)), threads)
-    problems += [Problem(array_of(r), f"{_chunk_label(r, variables)} damaged (sha256 {d[:12]}..., "
+    problems += [Problem(array_of(r), f"{label(r)} damaged (sha256 {d[:12]}..., "
                                       f"expected {expected[r][:12]}...)")
                  for r, d in sorted(actual.items()) if d != expected[r]]
     for name, digest in sorted(array_digests(expected).items()):

@@ -79,7 +79,8 @@ def encoding(ds: xr.Dataset, cfg: StoreConfig, rows: int) -> dict:
     for name, var in ds.variables.items():
         if SAMPLE in var.dims:
             chunks = tuple(min(rows, n) if d == SAMPLE else n for d, n in zip(var.dims, var.shape))
-            enc[name] = {"compressors": compressors(cfg.codec, cfg.level), "chunks": tuple(max(c, 1) for c in chunks)}
+            enc[name] = {"compressors": compressors(cfg.codec, cfg.level),
+                         "chunks": tuple(max(c, 1) for c in chunks)}
     return enc
 
 

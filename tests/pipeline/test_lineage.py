@@ -43,8 +43,10 @@ def test_lineage_prints_model_run_dataset_config_sources(work):
     out = dcpipe("lineage", run_dir.name, "--workdir", str(workdir))
     assert out.returncode == 0, out.stderr
     lines = out.stdout.splitlines()
-    assert [line.split()[0] for line in lines] == ["model", "run", "dataset", "created", "config", "code", "source"]
-    assert lines[0].startswith(f"model    {run_dir / 'model.keras'}  sha256 {provenance.file_sha256(run_dir / 'model.keras')[:16]}")
+    assert [line.split()[0] for line in lines] == ["model", "run", "dataset", "created", "config", "code",
+                                                   "source"]
+    model = run_dir / "model.keras"
+    assert lines[0].startswith(f"model    {model}  sha256 {provenance.file_sha256(model)[:16]}")
     assert f"dataset  {ref}  {ref.path}" in lines[2] and "parent aaaaaaaa00000001" in lines[3]
     assert "seed 2" in lines[4]
     assert lines[-1] == f"source   {src['path']}  6 bytes  sha256 {src['sha256']}"
@@ -85,7 +87,8 @@ def test_datasets_commands(work):
     w = ("--workdir", str(workdir))
     listed = dcpipe("datasets", "list", *w)
     assert listed.returncode == 0 and listed.stdout.splitlines()[0] == "tiny"
-    assert listed.stdout.splitlines()[2].startswith("  aaaaaaaa00000002") and "(latest)" in listed.stdout.splitlines()[2]
+    newest = listed.stdout.splitlines()[2]
+    assert newest.startswith("  aaaaaaaa00000002") and newest.endswith("(latest)")
     shown = dcpipe("datasets", "show", "tiny", *w)               # latest by default
     assert shown.returncode == 0 and shown.stdout.startswith(f"{ref}  ({ref.path})")
     as_json = dcpipe("datasets", "show", str(ref), "--json", *w)
@@ -97,7 +100,8 @@ def test_datasets_commands(work):
     chunk = ref.data_path / "image" / "c" / "0" / "0" / "0" / "0"
     chunk.write_bytes(chunk.read_bytes()[:-1])
     bad = dcpipe("datasets", "verify", str(ref), *w)
-    assert bad.returncode == 1 and bad.stdout.splitlines()[1].startswith("  image: chunk c/0/0/0/0 (samples 0-31) damaged")
+    assert bad.returncode == 1
+    assert bad.stdout.splitlines()[1].startswith("  image: chunk c/0/0/0/0 (samples 0-31) damaged")
     gc = dcpipe("datasets", "gc", "--keep", "1", *w)
     assert gc.returncode == 0 and gc.stdout.splitlines()[0] == "removed tiny@aaaaaaaa00000001"
     refused = dcpipe("datasets", "show", "tiny@../../etc", *w)
