@@ -67,7 +67,7 @@ class SplitConfig(_Section):
 
 
 class AugmentConfig(_Section):
-    copies: int = Field(1, ge=0, le=16, description="augmented copies of each train image")
+    copies: int = Field(2, ge=0, le=16, description="augmented copies of each train image")
     max_shift: int = Field(2, ge=0, description="largest shift in pixels, each axis")
     max_rotation: float = Field(10.0, ge=0, le=180, description="largest rotation in degrees")
     noise_std: float = Field(0.02, ge=0, description="std of gaussian noise on [0, 1] pixels")
@@ -81,7 +81,7 @@ class StoreConfig(_Section):
 
 class TrainConfig(_Section):
     network: Literal["cnn"] = "cnn"
-    epochs: int = Field(8, gt=0)
+    epochs: int = Field(10, gt=0)
     batch_size: int = Field(64, gt=0, description="samples per rank per step")
     learning_rate: float = Field(1e-3, gt=0, description="per-rank rate; scaled by world size")
     compression: Literal["none", "fp16"] = "fp16"
