@@ -28,11 +28,20 @@ def default_np() -> int:
     return gpu_count() or 2
 
 
-def horovodrun_command(np: int, plan_path: Path) -> list[str]:
-    """``horovodrun -np N -H localhost:N --gloo python -m models.train PLAN``."""
+def horovodrun_command(np: int, plan_path: Path, hosts: str | None = None) -> list[str]:
+    """``horovodrun -np N -H HOSTS --gloo python -m models.train PLAN``; HOSTS defaults to localhost:N."""
     horovodrun = Path(sys.executable).with_name("horovodrun")
-    return [str(horovodrun if horovodrun.exists() else "horovodrun"), "-np", str(np), "-H", f"localhost:{np}",
+    return [str(horovodrun if horovodrun.exists() else "horovodrun"), "-np", str(np), "-H", hosts or f"localhost:{np}",
             "--gloo", sys.executable, "-m", "models.train", str(plan_path)]
+
+
+def srun_command(np: int, plan_path: Path, hosts: str | None = None) -> list[str]:
+    """``srun -n N --mpi=pmix python -m models.train PLAN``: one rank per SLURM task (MPI Horovod build)."""
+    return ["srun", "-n", str(np), "--mpi=pmix", "--kill-on-bad-exit=1", sys.executable, "-m", "models.train",
+            str(plan_path)]
+
+
+LAUNCHERS = {"horovodrun": horovodrun_command, "srun": srun_command}
 
 
 def rank_env(threads: int) -> dict[str, str]:
@@ -43,11 +52,14 @@ def rank_env(threads: int) -> dict[str, str]:
     return env
 
 
-def launch(plan: TrainPlan, np: int, log=print) -> dict:
-    """Run the ranks; return rank 0's metrics. Output goes to the console and ``train.log``."""
+def launch(plan: TrainPlan, np: int, log=print, launcher: str = "horovodrun", hosts: str | None = None) -> dict:
+    """Run the ranks with ``launcher`` (see ``LAUNCHERS``); return rank 0's metrics.
+
+    Output goes to the console and ``train.log``.
+    """
     run_dir = Path(plan.run_dir)
     plan_path = plan.save(run_dir / "train_plan.json")
-    cmd = horovodrun_command(np, plan_path)
+    cmd = LAUNCHERS[launcher](np, plan_path, hosts)
     log(f"Horovod: {' '.join(cmd[:7])} ... ({np} ranks)")
     with open(run_dir / "train.log", "w") as out, subprocess.Popen(
             cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=rank_env(plan.threads_per_rank),
