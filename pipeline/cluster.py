@@ -54,11 +54,11 @@ def dask_client(cfg: ClusterConfig, log=print) -> Iterator[Client]:
         yield client
 
 
-def _wait_for_workers(client: Client, cfg: ClusterConfig, where: str) -> None:
+def _wait_for_workers(client: Client, cfg: ClusterConfig, where: str, n: int = 1) -> None:
     try:
-        client.wait_for_workers(1, timeout=cfg.wait_for_workers)
+        client.wait_for_workers(n, timeout=cfg.wait_for_workers)
     except TimeoutError:
-        raise UserError(f"{where}: no Dask worker joined within cluster.wait_for_workers = "
+        raise UserError(f"{where}: fewer than {n} Dask worker(s) joined within cluster.wait_for_workers = "
                         f"{cfg.wait_for_workers:g} s; check that workers are running and can reach "
                         "the scheduler, or raise cluster.wait_for_workers") from None
 
@@ -122,7 +122,7 @@ def address_client(cfg: ClusterConfig, log=print) -> Iterator[Client]:
         raise UserError(f"{where}: cannot reach the Dask scheduler ({exc}); check the address, "
                         "that the scheduler runs, and cluster.tls for tls://") from None
     with client:
-        _wait_for_workers(client, cfg, where)
+        _wait_for_workers(client, cfg, where, cfg.workers or 1)
         log(f"Dask: connected to {client.scheduler.address}: {_describe(client)}")
         yield client
 

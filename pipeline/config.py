@@ -134,7 +134,8 @@ class KubernetesClusterConfig(_Section):
 class ClusterConfig(_Section):
     kind: ClusterKind = Field(
         "local", description="where the Dask workers come from; `dcpipe run --cluster KIND`")
-    workers: int | None = Field(None, gt=0, description="local Dask workers; null = one per core")
+    workers: int | None = Field(None, gt=0, description="local: workers to start, null = one per core; "
+                                "address: workers to wait for, null = 1")
     threads_per_worker: int = Field(1, gt=0)
     dashboard_address: str = ":8787"
     memory_limit: str = "auto"
