@@ -41,7 +41,14 @@ def srun_command(np: int, plan_path: Path, hosts: str | None = None) -> list[str
             str(plan_path)]
 
 
-LAUNCHERS = {"horovodrun": horovodrun_command, "srun": srun_command}
+def mpirun_command(np: int, plan_path: Path, hosts: str | None = None) -> list[str]:
+    """``mpirun -np N [-H HOSTS] python -m models.train PLAN`` (MPI Horovod build; e.g. a Kubeflow MPIJob)."""
+    return ["mpirun", "-np", str(np), *(["-H", hosts] if hosts else []), "-bind-to", "none", "-map-by", "slot",
+            "-x", "PYTHONPATH", "-x", "OMP_NUM_THREADS", "-x", "TF_CPP_MIN_LOG_LEVEL", sys.executable, "-m",
+            "models.train", str(plan_path)]
+
+
+LAUNCHERS = {"horovodrun": horovodrun_command, "srun": srun_command, "mpirun": mpirun_command}
 
 
 def rank_env(threads: int) -> dict[str, str]:
