@@ -123,6 +123,13 @@ def _start_munge(root: Path, slurm_env: dict) -> tuple[Path, Path]:
     return sock, pid_file
 
 
+def _memory_mb() -> int:
+    """This machine's memory in MB, as slurmd counts it, so that jobs may ask for --mem."""
+    with open("/proc/meminfo") as fh:
+        total_kb = next(int(line.split()[1]) for line in fh if line.startswith("MemTotal:"))
+    return max(total_kb // 1024 - 256, 256)
+
+
 def _slurm_conf(root: Path, node: str, cpus: int, munge_socket: Path) -> str:
     return "\n".join([
         "ClusterName=dcpipetest", f"SlurmctldHost={node}", "SlurmUser=root",
@@ -135,7 +142,7 @@ def _slurm_conf(root: Path, node: str, cpus: int, munge_socket: Path) -> str:
         "AccountingStorageType=accounting_storage/none", "SelectType=select/cons_tres",
         "SelectTypeParameters=CR_Core", "SchedulerType=sched/backfill", "MpiDefault=none",
         "ReturnToService=2", "SlurmdTimeout=60", "InactiveLimit=0", "KillWait=5",
-        f"NodeName={node} CPUs={cpus} State=UNKNOWN",
+        f"NodeName={node} CPUs={cpus} RealMemory={_memory_mb()} State=UNKNOWN",
         "PartitionName=debug Nodes=ALL Default=YES MaxTime=INFINITE State=UP", ""])
 
 
