@@ -12,6 +12,7 @@ Whatever the kind, the caller gets a ``Client`` and runs the same code.
 from __future__ import annotations
 
 import contextlib
+import importlib
 import logging
 import os
 import sys
@@ -151,29 +152,40 @@ def slurm_client(cfg: ClusterConfig, log=print) -> Iterator[Client]:
             yield client
 
 
-def kube_cluster_options(cfg: ClusterConfig) -> dict:
-    """``KubeCluster`` keywords for ``cluster.kubernetes``."""
-    k = cfg.kubernetes
-    resources = {"requests": {"cpu": k.cpu, "memory": k.memory}, "limits": {"cpu": k.cpu, "memory": k.memory}}
-    return {"name": k.name, "namespace": k.namespace, "image": k.image, "n_workers": k.n_workers,
-            "resources": resources, "env": {"OMP_NUM_THREADS": "1"}}
-
-
-def _kube_cluster_class():
+def _kubernetes():
     try:
-        from dask_kubernetes.operator import KubeCluster
+        operator = importlib.import_module("dask_kubernetes.operator")
     except ImportError:
         raise UserError("cluster.kind 'kubernetes' needs dask-kubernetes: "
                         "pip install 'dcpipe[kubernetes]' (dask-kubernetes==2026.3.0)") from None
-    return KubeCluster
+    return operator
+
+
+def kube_cluster_spec(cfg: ClusterConfig) -> dict:
+    """The ``DaskCluster`` resource for ``cluster.kubernetes``: workers mount the dataset claim."""
+    k = cfg.kubernetes
+    resources = {"requests": {"cpu": k.cpu, "memory": k.memory}, "limits": {"cpu": k.cpu, "memory": k.memory}}
+    spec = _kubernetes().make_cluster_spec(name=k.name, image=k.image, n_workers=k.n_workers,
+                                           resources=resources, env={"OMP_NUM_THREADS": "1"})
+    if k.claim:
+        worker = spec["spec"]["worker"]["spec"]
+        worker["volumes"] = [{"name": "data", "persistentVolumeClaim": {"claimName": k.claim}}]
+        for container in worker["containers"]:
+            container["volumeMounts"] = [{"name": "data", "mountPath": k.mount_path}]
+    return spec
 
 
 @register_kind("kubernetes")
 @contextlib.contextmanager
 def kubernetes_client(cfg: ClusterConfig, log=print) -> Iterator[Client]:
     """A ``DaskCluster`` created through the operator for this run, deleted on exit."""
-    kube_cluster = _kube_cluster_class()
-    with kube_cluster(**kube_cluster_options(cfg)) as cluster:
+    spec = kube_cluster_spec(cfg)
+    try:
+        cluster = _kubernetes().KubeCluster(custom_cluster_spec=spec, namespace=cfg.kubernetes.namespace)
+    except ValueError as exc:   # kr8s: no kubeconfig or service account
+        raise UserError(f"cluster.kind 'kubernetes': cannot reach a Kubernetes cluster ({exc}); check "
+                        "`kubectl config current-context` or $KUBECONFIG") from None
+    with cluster:
         if cfg.kubernetes.maximum_workers:
             cluster.adapt(minimum=cfg.kubernetes.n_workers, maximum=cfg.kubernetes.maximum_workers)
         with Client(cluster) as client:

@@ -129,6 +129,9 @@ class KubernetesClusterConfig(_Section):
     maximum_workers: int | None = Field(None, gt=0, description="adaptive up to this; null = fixed")
     cpu: str = Field("1", description="CPU request and limit per worker")
     memory: str = Field("4Gi", description="memory request and limit per worker")
+    claim: str | None = Field("dcpipe-data", description="PersistentVolumeClaim the workers mount "
+                              "(deploy/k8s/pvc.yaml); null = none")
+    mount_path: str = Field("/data", description="where the claim is mounted; put --workdir under it")
 
 
 class ClusterConfig(_Section):

@@ -12,6 +12,7 @@ import yaml
 
 from models.launch import LAUNCHERS
 from pipeline.cli import _parser
+from pipeline.cluster import kube_cluster_spec
 from pipeline.config import ClusterConfig, load_config
 
 kubernetes_validate = pytest.importorskip("kubernetes_validate", reason="kubernetes-validate is not installed")
@@ -197,3 +198,18 @@ def test_dask_pods_run_the_dask_cli_and_mpi_workers_run_sshd():
         assert re.search(rf"\b{package}\b", dockerfile), package
     # `dask scheduler` / `dask worker`: the console script that the pinned dask installs
     assert Path(sys.executable).with_name("dask").exists()
+
+
+def test_kubernetes_kind_creates_a_valid_daskcluster_that_mounts_the_dataset_claim():
+    cfg = ClusterConfig.model_validate({"kind": "kubernetes", "kubernetes": {"name": "prep", "n_workers": 3}})
+    spec = kube_cluster_spec(cfg)
+    _validator(_crd_schema("DaskCluster")).validate(spec)
+    manifests = _resources()
+    worker = spec["spec"]["worker"]["spec"]
+    assert spec["spec"]["worker"]["replicas"] == 3 and spec["metadata"]["name"] == "prep"
+    assert {c["image"] for c in _containers(spec)} == {c["image"] for c in _containers(manifests["DaskCluster"])}
+    assert worker["volumes"][0]["persistentVolumeClaim"]["claimName"] == manifests["PersistentVolumeClaim"]["metadata"]["name"]
+    manifest_mount = manifests["DaskCluster"]["spec"]["worker"]["spec"]["containers"][0]["volumeMounts"][0]
+    assert worker["containers"][0]["volumeMounts"] == [{"name": "data", "mountPath": manifest_mount["mountPath"]}]
+    no_claim = ClusterConfig.model_validate({"kind": "kubernetes", "kubernetes": {"claim": None}})
+    assert "volumes" not in kube_cluster_spec(no_claim)["spec"]["worker"]["spec"]

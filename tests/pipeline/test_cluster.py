@@ -1,7 +1,6 @@
 """pipeline.cluster: real local clusters and schedulers reached by address; the SLURM job script as text."""
 from __future__ import annotations
 
-import inspect
 import json
 import sys
 from pathlib import Path
@@ -11,7 +10,7 @@ from distributed import LocalCluster
 from distributed.security import Security
 
 from pipeline import cluster
-from pipeline.cluster import dask_client, kube_cluster_options, slurm_cluster
+from pipeline.cluster import dask_client, slurm_cluster
 from pipeline.config import CLUSTER_KINDS, ClusterConfig, parse_config
 from pipeline.errors import UserError
 
@@ -121,14 +120,6 @@ def test_slurm_minimum_jobs_above_maximum_is_a_user_error():
         parse_config({"cluster": {"slurm": {"minimum_jobs": 5, "maximum_jobs": 2}}})
 
 
-def test_kubernetes_options_are_accepted_by_the_operator_kubecluster():
-    kube_cluster = pytest.importorskip("dask_kubernetes.operator", reason="dask-kubernetes not installed").KubeCluster
-    cfg = _cfg(kind="kubernetes", kubernetes={"name": "prep", "image": "dcpipe:cpu", "n_workers": 3, "cpu": "2"})
-    options = kube_cluster_options(cfg)
-    inspect.signature(kube_cluster).bind(**options)   # raises TypeError on a keyword it does not take
-    assert options["resources"]["limits"] == {"cpu": "2", "memory": "4Gi"} and options["n_workers"] == 3
-
-
 def test_kubernetes_kind_without_dask_kubernetes_says_what_to_install(monkeypatch):
     monkeypatch.setitem(sys.modules, "dask_kubernetes.operator", None)   # makes the import fail
     with pytest.raises(UserError, match=r"needs dask-kubernetes: pip install 'dcpipe\[kubernetes\]'"):
@@ -138,3 +129,13 @@ def test_kubernetes_kind_without_dask_kubernetes_says_what_to_install(monkeypatc
 
 def test_every_configurable_kind_has_a_factory():
     assert set(cluster.CLUSTER_KINDS) == set(CLUSTER_KINDS)
+
+
+def test_kubernetes_kind_without_a_kubernetes_cluster_is_a_user_error(tmp_path, monkeypatch):
+    pytest.importorskip("dask_kubernetes.operator", reason="dask-kubernetes is not installed")
+    monkeypatch.setenv("KUBECONFIG", str(tmp_path / "no-such-kubeconfig"))
+    monkeypatch.setenv("HOME", str(tmp_path))
+    monkeypatch.delenv("KUBERNETES_SERVICE_HOST", raising=False)
+    with pytest.raises(UserError, match=r"cluster.kind 'kubernetes': cannot reach a Kubernetes cluster"):
+        with dask_client(_cfg(kind="kubernetes")):
+            pass
