@@ -177,6 +177,7 @@ def slurm() -> Slurm:
     except (subprocess.SubprocessError, RuntimeError, OSError) as exc:
         detail = getattr(exc, "stderr", "") or ""
         cluster.stop()
+        shutil.rmtree(root, ignore_errors=True)
         pytest.fail(f"could not start SLURM: {exc} {detail}\n{cluster.logs()}")
     yield cluster
     cluster.stop()
