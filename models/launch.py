@@ -28,6 +28,39 @@ def default_np() -> int:
     return gpu_count() or 2
 
 
+def slurm_hosts(nodes: list[str], tasks_per_node: str) -> str:
+    """``horovodrun -H`` for a SLURM allocation: one slot per task on each node.
+
+    >>> slurm_hosts(["a", "b", "c"], "4(x2),2")
+    'a:4,b:4,c:2'
+    """
+    counts = []
+    for part in tasks_per_node.split(","):
+        n, _, repeat = part.partition("(x")
+        counts += [int(n)] * int(repeat.rstrip(")") or 1)
+    if len(counts) != len(nodes):
+        raise ValueError(f"SLURM_TASKS_PER_NODE {tasks_per_node!r} names {len(counts)} nodes, "
+                         f"the node list {len(nodes)}")
+    return ",".join(f"{node}:{n}" for node, n in zip(nodes, counts))
+
+
+def allocation_hosts() -> str:
+    """The current SLURM allocation as ``horovodrun -H``; one node is ``localhost:N`` (no ssh)."""
+    try:
+        nodelist, per_node = os.environ["SLURM_JOB_NODELIST"], os.environ["SLURM_TASKS_PER_NODE"]
+    except KeyError as missing:
+        raise ValueError(f"${missing.args[0]} is not set: not inside a SLURM job") from None
+    try:
+        out = subprocess.run(["scontrol", "show", "hostnames", nodelist], capture_output=True, text=True)
+    except FileNotFoundError:
+        raise ValueError("scontrol is not on PATH") from None
+    if out.returncode != 0:
+        raise ValueError(f"scontrol show hostnames {nodelist} failed: {out.stderr.strip()}")
+    nodes = out.stdout.split()
+    hosts = slurm_hosts(nodes, per_node)
+    return f"localhost:{hosts.rsplit(':', 1)[1]}" if len(nodes) == 1 else hosts
+
+
 def horovodrun_command(np: int, plan_path: Path, hosts: str | None = None) -> list[str]:
     """``horovodrun -np N -H HOSTS --gloo python -m models.train PLAN``; HOSTS defaults to localhost:N."""
     horovodrun = Path(sys.executable).with_name("horovodrun")

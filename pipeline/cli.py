@@ -23,7 +23,8 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--dataset", metavar="NAME@VERSION", help="train on this prepared version; skip prepare")
     run.add_argument("--launcher", choices=LAUNCHERS, default="horovodrun",
                      help="how Horovod ranks start: horovodrun (Gloo), or srun/mpirun (Horovod built with MPI)")
-    run.add_argument("--hosts", help="horovodrun -H, e.g. node1:2,node2:2 (default: localhost:NP)")
+    run.add_argument("--hosts", help="horovodrun/mpirun -H, e.g. node1:2,node2:2, or `slurm`: the "
+                     "current allocation, one rank per task (default: localhost:NP)")
     prep = sub.add_parser("prepare", parents=[common], help="prepare the dataset version only; prints NAME@VERSION last")
     prep.add_argument("--config", help="YAML config (see `dcpipe config`); default: the built-in one")
     prep.add_argument("--workdir", default="dcpipe-work", help="working folder (default: ./dcpipe-work)")

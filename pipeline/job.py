@@ -8,7 +8,7 @@ import time
 from datetime import datetime, timezone
 from pathlib import Path
 
-from models.launch import default_np, launch
+from models.launch import allocation_hosts, default_np, launch
 from models.plan import TrainPlan
 from pipeline import store
 from pipeline.cluster import dask_client
@@ -111,6 +111,11 @@ def run(config: JobConfig | None = None, workdir: str | Path = "dcpipe-work", wo
     started = time.perf_counter()
     cfg = _resolve(config, workers, np, cluster)
     world = cfg.train.np or default_np()
+    if hosts == "slurm":
+        try:
+            hosts = allocation_hosts()
+        except ValueError as exc:
+            raise UserError(f"--hosts slurm: {exc}; give --hosts node1:N,... outside SLURM") from None
     workdir = _workdir(workdir)
     run_dir = _new_run_dir(workdir)
     (run_dir / "config.yaml").write_text(dump_yaml(cfg))

@@ -46,6 +46,7 @@ def test_sbatch_prepares_and_trains_in_one_allocation(slurm, small_csv, tmp_path
     # The dataset was prepared on the allocation's Dask workers, one per task, not a LocalCluster.
     assert "Dask: connected to tcp://" in log and "2 workers" in log, log
     assert f"prepared {summary['dataset_version']}" in log
+    assert "-np 2 -H localhost:2 --gloo" in log            # --hosts slurm on a one-node allocation
     assert 0.0 <= summary["test_accuracy"] <= 1.0
 
 
