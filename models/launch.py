@@ -64,8 +64,8 @@ def allocation_hosts() -> str:
 def horovodrun_command(np: int, plan_path: Path, hosts: str | None = None) -> list[str]:
     """``horovodrun -np N -H HOSTS --gloo python -m models.train PLAN``; HOSTS defaults to localhost:N."""
     horovodrun = Path(sys.executable).with_name("horovodrun")
-    return [str(horovodrun if horovodrun.exists() else "horovodrun"), "-np", str(np), "-H", hosts or f"localhost:{np}",
-            "--gloo", sys.executable, "-m", "models.train", str(plan_path)]
+    return [str(horovodrun if horovodrun.exists() else "horovodrun"), "-np", str(np),
+            "-H", hosts or f"localhost:{np}", "--gloo", sys.executable, "-m", "models.train", str(plan_path)]
 
 
 def srun_command(np: int, plan_path: Path, hosts: str | None = None) -> list[str]:

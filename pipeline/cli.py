@@ -17,7 +17,8 @@ def _parser() -> argparse.ArgumentParser:
     run = sub.add_parser("run", parents=[common], help="prepare the dataset and train (default: embedded MNIST)")
     run.add_argument("--config", help="YAML config (see `dcpipe config`); default: the built-in one")
     run.add_argument("--workdir", default="dcpipe-work", help="working folder (default: ./dcpipe-work)")
-    run.add_argument("--workers", type=int, help="local Dask workers (default: one per core)")
+    run.add_argument("--workers", type=int, help="Dask workers: local ones to start (default: one per core); "
+                     "with --cluster address, how many to wait for")
     run.add_argument("--np", type=int, help="Horovod ranks (default: one per GPU, else 2)")
     run.add_argument("--cluster", choices=CLUSTER_KINDS, help="Dask cluster kind (default: cluster.kind)")
     run.add_argument("--dataset", metavar="NAME@VERSION", help="train on this prepared version; skip prepare")
@@ -28,7 +29,8 @@ def _parser() -> argparse.ArgumentParser:
     prep = sub.add_parser("prepare", parents=[common], help="prepare the dataset version only; prints NAME@VERSION last")
     prep.add_argument("--config", help="YAML config (see `dcpipe config`); default: the built-in one")
     prep.add_argument("--workdir", default="dcpipe-work", help="working folder (default: ./dcpipe-work)")
-    prep.add_argument("--workers", type=int, help="local Dask workers (default: one per core)")
+    prep.add_argument("--workers", type=int, help="Dask workers: local ones to start (default: one per core); "
+                     "with --cluster address, how many to wait for")
     prep.add_argument("--cluster", choices=CLUSTER_KINDS, help="Dask cluster kind (default: cluster.kind)")
     cfg = sub.add_parser("config", parents=[common], help="print the resolved configuration as YAML")
     cfg.add_argument("--config", help="YAML config to resolve; default: the built-in one")
