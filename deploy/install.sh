@@ -5,6 +5,8 @@
 #   3. the project itself with its pinned dependencies.
 # Pins are read from setup.cfg so that they live in one place. Used by the Makefile, .ci/run and
 # deploy/docker/*.Dockerfile.  Usage: deploy/install.sh VENV_DIR [EXTRAS]
+#   DCPIPE_TF_PIN=tensorflow==X.Y.Z  installs that TensorFlow wheel instead of setup.cfg's tensorflow-cpu
+#   deploy/install.sh --requirements [EXTRAS]  prints the requirements it would install, and exits
 set -euo pipefail
 
 venv=${1:?usage: deploy/install.sh VENV_DIR [EXTRAS]}
@@ -14,6 +16,20 @@ pin() { grep -oE "^\s*$1==[0-9.]+" "$here/setup.cfg" | tr -d ' '; }
 tf_pin=${DCPIPE_TF_PIN:-$(pin tensorflow-cpu)}
 np_pin=$(pin numpy)
 hvd_pin=$(pin horovod)
+
+# Requirement lines of setup.cfg's install_requires (no argument) or of one extra (its name).
+requirements() {
+  awk -v extra="${1:-}" '/^\[/{sec=$0}
+    (extra=="" && /^install_requires *=/) || (extra!="" && sec=="[options.extras_require]" && $0~"^"extra" *=") {f=1; next}
+    f && /^[^ \t#]/ {f=0}
+    f && NF && $1 !~ /^#/ {print $1}' "$here/setup.cfg"
+}
+# dcpipe's own requirements with DCPIPE_TF_PIN in place of the tensorflow-cpu pin.
+project_requirements() {
+  requirements | grep -v '^tensorflow-cpu==' ; echo "$tf_pin"
+  local extra; for extra in ${extras//,/ }; do requirements "$extra"; done
+}
+if [[ $venv == --requirements ]]; then project_requirements; exit 0; fi
 
 [[ -x $venv/bin/python ]] || python3 -m venv "$venv"
 py=$venv/bin/python
@@ -42,7 +58,13 @@ if ! "$py" -c "import horovod.tensorflow" 2>/dev/null; then
 fi
 
 echo "[install] dcpipe${extras:+[$extras]}"
-pip install -q -e "$here${extras:+[$extras]}"
+if [[ $tf_pin == "$(pin tensorflow-cpu)" ]]; then
+  pip install -q -e "$here${extras:+[$extras]}"
+else  # another TensorFlow wheel (the GPU one): keep pip from adding tensorflow-cpu over it
+  mapfile -t reqs < <(project_requirements)
+  pip install -q "${reqs[@]}"
+  pip install -q --no-deps -e "$here"
+fi
 
 build=$(TF_CPP_MIN_LOG_LEVEL=3 "$venv/bin/horovodrun" --check-build 2>/dev/null)
 for want in TensorFlow Gloo; do

@@ -28,11 +28,60 @@ def default_np() -> int:
     return gpu_count() or 2
 
 
-def horovodrun_command(np: int, plan_path: Path) -> list[str]:
-    """``horovodrun -np N -H localhost:N --gloo python -m models.train PLAN``."""
+def slurm_hosts(nodes: list[str], tasks_per_node: str) -> str:
+    """``horovodrun -H`` for a SLURM allocation: one slot per task on each node.
+
+    >>> slurm_hosts(["a", "b", "c"], "4(x2),2")
+    'a:4,b:4,c:2'
+    """
+    counts = []
+    for part in tasks_per_node.split(","):
+        n, _, repeat = part.partition("(x")
+        counts += [int(n)] * int(repeat.rstrip(")") or 1)
+    if len(counts) != len(nodes):
+        raise ValueError(f"SLURM_TASKS_PER_NODE {tasks_per_node!r} names {len(counts)} nodes, "
+                         f"the node list {len(nodes)}")
+    return ",".join(f"{node}:{n}" for node, n in zip(nodes, counts))
+
+
+def allocation_hosts() -> str:
+    """The current SLURM allocation as ``horovodrun -H``; one node is ``localhost:N`` (no ssh)."""
+    try:
+        nodelist, per_node = os.environ["SLURM_JOB_NODELIST"], os.environ["SLURM_TASKS_PER_NODE"]
+    except KeyError as missing:
+        raise ValueError(f"${missing.args[0]} is not set: not inside a SLURM job") from None
+    try:
+        out = subprocess.run(["scontrol", "show", "hostnames", nodelist], capture_output=True, text=True)
+    except FileNotFoundError:
+        raise ValueError("scontrol is not on PATH") from None
+    if out.returncode != 0:
+        raise ValueError(f"scontrol show hostnames {nodelist} failed: {out.stderr.strip()}")
+    nodes = out.stdout.split()
+    hosts = slurm_hosts(nodes, per_node)
+    return f"localhost:{hosts.rsplit(':', 1)[1]}" if len(nodes) == 1 else hosts
+
+
+def horovodrun_command(np: int, plan_path: Path, hosts: str | None = None) -> list[str]:
+    """``horovodrun -np N -H HOSTS --gloo python -m models.train PLAN``; HOSTS defaults to localhost:N."""
     horovodrun = Path(sys.executable).with_name("horovodrun")
-    return [str(horovodrun if horovodrun.exists() else "horovodrun"), "-np", str(np), "-H", f"localhost:{np}",
-            "--gloo", sys.executable, "-m", "models.train", str(plan_path)]
+    return [str(horovodrun if horovodrun.exists() else "horovodrun"), "-np", str(np),
+            "-H", hosts or f"localhost:{np}", "--gloo", sys.executable, "-m", "models.train", str(plan_path)]
+
+
+def srun_command(np: int, plan_path: Path, hosts: str | None = None) -> list[str]:
+    """``srun -n N --mpi=pmix python -m models.train PLAN``: one rank per SLURM task (MPI Horovod build)."""
+    return ["srun", "-n", str(np), "--mpi=pmix", "--kill-on-bad-exit=1", sys.executable, "-m", "models.train",
+            str(plan_path)]
+
+
+def mpirun_command(np: int, plan_path: Path, hosts: str | None = None) -> list[str]:
+    """``mpirun -np N [-H HOSTS] python -m models.train PLAN`` (MPI Horovod build; e.g. a Kubeflow MPIJob)."""
+    return ["mpirun", "-np", str(np), *(["-H", hosts] if hosts else []), "-bind-to", "none", "-map-by", "slot",
+            "-x", "PYTHONPATH", "-x", "OMP_NUM_THREADS", "-x", "TF_CPP_MIN_LOG_LEVEL", sys.executable, "-m",
+            "models.train", str(plan_path)]
+
+
+LAUNCHERS = {"horovodrun": horovodrun_command, "srun": srun_command, "mpirun": mpirun_command}
 
 
 def rank_env(threads: int) -> dict[str, str]:
@@ -43,11 +92,14 @@ def rank_env(threads: int) -> dict[str, str]:
     return env
 
 
-def launch(plan: TrainPlan, np: int, log=print) -> dict:
-    """Run the ranks; return rank 0's metrics. Output goes to the console and ``train.log``."""
+def launch(plan: TrainPlan, np: int, log=print, launcher: str = "horovodrun", hosts: str | None = None) -> dict:
+    """Run the ranks with ``launcher`` (see ``LAUNCHERS``); return rank 0's metrics.
+
+    Output goes to the console and ``train.log``.
+    """
     run_dir = Path(plan.run_dir)
     plan_path = plan.save(run_dir / "train_plan.json")
-    cmd = horovodrun_command(np, plan_path)
+    cmd = LAUNCHERS[launcher](np, plan_path, hosts)
     log(f"Horovod: {' '.join(cmd[:7])} ... ({np} ranks)")
     with open(run_dir / "train.log", "w") as out, subprocess.Popen(
             cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=rank_env(plan.threads_per_rank),

@@ -6,7 +6,7 @@ what ``dcpipe config`` prints and exactly what ``load_config`` reads back.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Literal
+from typing import Literal, get_args
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
@@ -14,6 +14,8 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 from pipeline.errors import UserError
 
 EMBEDDED_MNIST = "embedded:mnist_5k"
+ClusterKind = Literal["local", "address", "slurm", "kubernetes"]
+CLUSTER_KINDS: tuple[str, ...] = get_args(ClusterKind)
 
 
 class _Section(BaseModel):
@@ -67,7 +69,7 @@ class SplitConfig(_Section):
 
 
 class AugmentConfig(_Section):
-    copies: int = Field(1, ge=0, le=16, description="augmented copies of each train image")
+    copies: int = Field(2, ge=0, le=16, description="augmented copies of each train image")
     max_shift: int = Field(2, ge=0, description="largest shift in pixels, each axis")
     max_rotation: float = Field(10.0, ge=0, le=180, description="largest rotation in degrees")
     noise_std: float = Field(0.02, ge=0, description="std of gaussian noise on [0, 1] pixels")
@@ -83,7 +85,7 @@ class StoreConfig(_Section):
 
 class TrainConfig(_Section):
     network: Literal["cnn"] = "cnn"
-    epochs: int = Field(8, gt=0)
+    epochs: int = Field(10, gt=0)
     batch_size: int = Field(64, gt=0, description="samples per rank per step")
     learning_rate: float = Field(1e-3, gt=0, description="per-rank rate; scaled by world size")
     compression: Literal["none", "fp16"] = "fp16"
@@ -92,11 +94,63 @@ class TrainConfig(_Section):
     shuffle_buffer: int = Field(4096, gt=0)
 
 
+class TLSConfig(_Section):
+    """Client certificates for a ``tls://`` scheduler (distributed's ``Security``)."""
+    ca_file: str = Field(description="PEM file of the CA that signed the scheduler's certificate")
+    cert: str = Field(description="PEM file of this client's certificate")
+    key: str | None = Field(None, description="PEM file of the client's key; null = inside cert")
+
+
+class SlurmClusterConfig(_Section):
+    """dask-jobqueue ``SLURMCluster``: each SLURM job runs ``processes`` Dask workers."""
+    queue: str | None = Field(None, description="partition (#SBATCH -p); null = the default one")
+    account: str | None = Field(None, description="#SBATCH -A; null = none")
+    cores: int = Field(1, gt=0, description="cores per job")
+    processes: int = Field(1, gt=0, description="Dask workers per job")
+    memory: str = Field("4GB", description="memory per job, e.g. 4GB")
+    walltime: str = Field("01:00:00", description="#SBATCH -t")
+    minimum_jobs: int = Field(1, ge=0, description="adaptive: jobs kept when idle")
+    maximum_jobs: int = Field(4, gt=0, description="adaptive: most jobs at once")
+    job_extra_directives: list[str] = Field(default_factory=list, description="extra #SBATCH lines")
+    job_script_prologue: list[str] = Field(default_factory=list, description="shell lines before the worker")
+    log_directory: str | None = Field(None, description="where worker jobs write their logs")
+
+    @model_validator(mode="after")
+    def _min_below_max(self) -> "SlurmClusterConfig":
+        if self.minimum_jobs > self.maximum_jobs:
+            raise ValueError(f"minimum_jobs {self.minimum_jobs} is above maximum_jobs {self.maximum_jobs}")
+        return self
+
+
+class KubernetesClusterConfig(_Section):
+    """The Dask Kubernetes operator's ``KubeCluster`` (needs the operator in the cluster)."""
+    name: str = Field("dcpipe", pattern=r"^[a-z0-9]([-a-z0-9]{0,40}[a-z0-9])?$")
+    namespace: str | None = Field(None, description="null = the current context's namespace")
+    image: str = Field("dcpipe:cpu", description="image with dcpipe installed (deploy/docker/)")
+    n_workers: int = Field(2, ge=0)
+    maximum_workers: int | None = Field(None, gt=0, description="adaptive up to this; null = fixed")
+    cpu: str = Field("1", description="CPU request and limit per worker")
+    memory: str = Field("4Gi", description="memory request and limit per worker")
+    claim: str | None = Field("dcpipe-data", description="PersistentVolumeClaim the workers mount "
+                              "(deploy/k8s/pvc.yaml); null = none")
+    mount_path: str = Field("/data", description="where the claim is mounted; put --workdir under it")
+
+
 class ClusterConfig(_Section):
-    workers: int | None = Field(None, gt=0, description="local Dask workers; null = one per core")
+    kind: ClusterKind = Field(
+        "local", description="where the Dask workers come from; `dcpipe run --cluster KIND`")
+    workers: int | None = Field(None, gt=0, description="local: workers to start, null = one per core; "
+                                "address: workers to wait for, null = 1")
     threads_per_worker: int = Field(1, gt=0)
     dashboard_address: str = ":8787"
     memory_limit: str = "auto"
+    address: str | None = Field(None, description="address: tcp:// or tls:// scheduler; "
+                                "null = scheduler_file, else $DASK_SCHEDULER_ADDRESS")
+    scheduler_file: str | None = Field(None, description="address: a `dask scheduler --scheduler-file`")
+    tls: TLSConfig | None = Field(None, description="address: certificates for a tls:// scheduler")
+    wait_for_workers: float = Field(300, gt=0, description="seconds to wait for the first worker")
+    slurm: SlurmClusterConfig = SlurmClusterConfig()
+    kubernetes: KubernetesClusterConfig = KubernetesClusterConfig()
 
 
 class JobConfig(_Section):

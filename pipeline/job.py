@@ -8,9 +8,10 @@ import time
 from datetime import datetime, timezone
 from pathlib import Path
 
-from models.launch import default_np, launch
+from models.launch import allocation_hosts, default_np, launch
 from models.plan import TrainPlan
-from pipeline.cluster import local_client
+from pipeline import store
+from pipeline.cluster import dask_client
 from pipeline.config import JobConfig, dump_yaml
 from pipeline.errors import UserError
 from pipeline.lineage import record_run
@@ -37,8 +38,10 @@ def format_summary(summary: dict) -> str:
     return "\n".join(f"  {k:<{width}}  {v}" for k, v in zip(SUMMARY_KEYS, shown))
 
 
-def _resolve(config: JobConfig | None, workers: int | None, np: int | None) -> JobConfig:
+def _resolve(config: JobConfig | None, workers: int | None, np: int | None, cluster: str | None = None) -> JobConfig:
     cfg = config or JobConfig()
+    if cluster is not None:
+        cfg = cfg.with_overrides(cluster={"kind": cluster})
     if workers is not None:
         cfg = cfg.with_overrides(cluster={"workers": workers})
     if np is not None:
@@ -59,41 +62,70 @@ def _workdir(workdir: str | Path) -> Path:
 
 
 def prepare_only(config: JobConfig | None = None, workdir: str | Path = "dcpipe-work",
-                 workers: int | None = None, log=print, show_progress: bool = True) -> Prepared:
-    """Prepare (or find) the dataset version on a local Dask cluster, without training."""
-    cfg = _resolve(config, workers, None)
+                 workers: int | None = None, log=print, show_progress: bool = True,
+                 cluster: str | None = None) -> Prepared:
+    """Prepare (or find) the dataset version on the configured Dask cluster, without training."""
+    cfg = _resolve(config, workers, None, cluster)
     workdir = _workdir(workdir)
-    with local_client(cfg.cluster, log=log) as client:
+    with dask_client(cfg.cluster, log=log) as client:
         return prepare(cfg, workdir / "datasets", client, log=log, show_progress=show_progress)
 
 
+def existing_version(workdir: str | Path, dataset: str) -> Prepared:
+    """The prepared version ``NAME@VERSION`` under ``workdir/datasets``, as ``dcpipe prepare`` printed it."""
+    name, sep, version = dataset.partition("@")
+    if not sep:
+        raise UserError(f"--dataset {dataset!r} must be NAME@VERSION, as `dcpipe prepare` prints it")
+    ref = store.DatasetRef(root=_workdir(workdir) / "datasets", name=name, version=version)
+    if not ref.exists():
+        raise UserError(f"--dataset {dataset}: no prepared version at {ref.path}; run `dcpipe prepare` "
+                        "with the same --workdir first")
+    return Prepared(ref, ref.manifest(), True, 0.0)
+
+
+def train_plan(cfg: JobConfig, prepared: Prepared, run_dir: Path) -> TrainPlan:
+    """What every rank reads: the prepared store, its split ranges and the training settings."""
+    if prepared.manifest["config"]["schema"] != cfg.to_dict()["schema"]:
+        raise UserError(f"{prepared.ref.path}: dataset {prepared.ref} was prepared with another schema "
+                        "than this config's; train with the config it was prepared with")
+    return TrainPlan(store=str(prepared.ref.data_path), dataset_version=str(prepared.ref),
+                     ranges=prepared.manifest["ranges"], image_shape=list(cfg.schema.image_shape),
+                     n_classes=len(cfg.schema.labels), run_dir=str(run_dir), network=cfg.train.network,
+                     epochs=cfg.train.epochs, batch_size=cfg.train.batch_size,
+                     learning_rate=cfg.train.learning_rate, compression=cfg.train.compression,
+                     threads_per_rank=cfg.train.threads_per_rank, shuffle_buffer=cfg.train.shuffle_buffer,
+                     seed=cfg.seed)
+
+
 def run(config: JobConfig | None = None, workdir: str | Path = "dcpipe-work", workers: int | None = None,
-        np: int | None = None, log=print, show_progress: bool = True) -> dict:
+        np: int | None = None, log=print, show_progress: bool = True, cluster: str | None = None,
+        dataset: str | None = None, launcher: str = "horovodrun", hosts: str | None = None) -> dict:
     """Run the whole job and return its summary (also written to ``runs/<run-id>/summary.json``).
+
+    ``dataset`` (``NAME@VERSION``) trains on an already prepared version and starts no Dask
+    cluster; ``launcher`` and ``hosts`` choose how the Horovod ranks start (``models.launch``).
 
     >>> from pipeline import run
     >>> summary = run(workdir="dcpipe-work")          # doctest: +SKIP
     >>> summary["test_accuracy"] > 0.98               # doctest: +SKIP
     """
     started = time.perf_counter()
-    cfg = _resolve(config, workers, np)
+    cfg = _resolve(config, workers, np, cluster)
     world = cfg.train.np or default_np()
+    if hosts == "slurm":
+        try:
+            hosts = allocation_hosts()
+        except ValueError as exc:
+            raise UserError(f"--hosts slurm: {exc}; give --hosts node1:N,... outside SLURM") from None
     workdir = _workdir(workdir)
     run_dir = _new_run_dir(workdir)
     (run_dir / "config.yaml").write_text(dump_yaml(cfg))
     log(f"Run {run_dir.name} in {workdir}")
 
-    prepared = prepare_only(cfg, workdir, log=log, show_progress=show_progress)
+    prepared = (existing_version(workdir, dataset) if dataset else
+                prepare_only(cfg, workdir, log=log, show_progress=show_progress))
     manifest = prepared.manifest
-
-    plan = TrainPlan(store=str(prepared.ref.data_path), dataset_version=str(prepared.ref),
-                     ranges=manifest["ranges"], image_shape=list(cfg.schema.image_shape),
-                     n_classes=len(cfg.schema.labels), run_dir=str(run_dir), network=cfg.train.network,
-                     epochs=cfg.train.epochs, batch_size=cfg.train.batch_size,
-                     learning_rate=cfg.train.learning_rate, compression=cfg.train.compression,
-                     threads_per_rank=cfg.train.threads_per_rank, shuffle_buffer=cfg.train.shuffle_buffer,
-                     seed=cfg.seed)
-    metrics = launch(plan, world, log=log)
+    metrics = launch(train_plan(cfg, prepared, run_dir), world, log=log, launcher=launcher, hosts=hosts)
 
     summary = {
         "run_id": run_dir.name, "dataset_version": str(prepared.ref), "dataset_path": str(prepared.ref.path),

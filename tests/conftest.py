@@ -34,8 +34,8 @@ def small_csv(tmp_path: Path, mnist_lines) -> Path:
 
 
 def small_config(csv: Path, **sections) -> JobConfig:
-    """A config for tiny runs: the given CSV, small chunks, one epoch, a free dashboard port."""
-    base = {"source": {"path": str(csv)}, "store": {"chunk_rows": 64},
+    """A config for tiny runs: the given CSV, one augmented copy, small chunks, one epoch, a free dashboard port."""
+    base = {"source": {"path": str(csv)}, "store": {"chunk_rows": 64}, "augment": {"copies": 1},
             "train": {"epochs": 1, "batch_size": 16, "np": 2},
             "cluster": {"workers": 2, "dashboard_address": ":0"}}
     for name, fields in sections.items():
