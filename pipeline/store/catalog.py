@@ -29,7 +29,7 @@ def open_dataset(name: str, version: str = LATEST, root: str | Path = "dcpipe-wo
 
     >>> ds = open_dataset("mnist", root="dcpipe-work/datasets")     # doctest: +SKIP
     >>> ds["image"].shape                                          # doctest: +SKIP
-    (9000, 28, 28, 1)
+    (13000, 28, 28, 1)
     """
     return open_version(resolve(Path(root), name, version))
 
