@@ -3,13 +3,11 @@ from __future__ import annotations
 
 import json
 import os
-import secrets
 import time
-from datetime import datetime, timezone
 from pathlib import Path
 
-from models.launch import default_np, launch
-from models.plan import TrainPlan
+from models.launch import default_np, launch, new_run_dir
+from models.train_cmd import plan_for
 from pipeline.cluster import local_client
 from pipeline.config import JobConfig, dump_yaml
 from pipeline.errors import UserError
@@ -18,13 +16,6 @@ from pipeline.prepare import Prepared, prepare
 SUMMARY_KEYS = ("run_id", "dataset_version", "n_train", "n_val", "n_test", "n_quarantined",
                 "world_size", "compression", "test_accuracy", "prepare_seconds", "train_seconds",
                 "wall_seconds")
-
-
-def _new_run_dir(workdir: Path) -> Path:
-    run_id = datetime.now(timezone.utc).strftime("%Y%m%d-%H%M%S-") + secrets.token_hex(2)
-    run_dir = workdir / "runs" / run_id
-    run_dir.mkdir(parents=True)
-    return run_dir
 
 
 def format_summary(summary: dict) -> str:
@@ -78,20 +69,14 @@ def run(config: JobConfig | None = None, workdir: str | Path = "dcpipe-work", wo
     cfg = _resolve(config, workers, np)
     world = cfg.train.np or default_np()
     workdir = _workdir(workdir)
-    run_dir = _new_run_dir(workdir)
+    run_dir = new_run_dir(workdir)
     (run_dir / "config.yaml").write_text(dump_yaml(cfg))
     log(f"Run {run_dir.name} in {workdir}")
 
     prepared = prepare_only(cfg, workdir, log=log, show_progress=show_progress)
     manifest = prepared.manifest
 
-    plan = TrainPlan(store=str(prepared.ref.data_path), dataset_version=str(prepared.ref),
-                     ranges=manifest["ranges"], image_shape=list(cfg.schema.image_shape),
-                     n_classes=len(cfg.schema.labels), run_dir=str(run_dir), network=cfg.train.network,
-                     epochs=cfg.train.epochs, batch_size=cfg.train.batch_size,
-                     learning_rate=cfg.train.learning_rate, compression=cfg.train.compression,
-                     threads_per_rank=cfg.train.threads_per_rank, shuffle_buffer=cfg.train.shuffle_buffer,
-                     seed=cfg.seed)
+    plan = plan_for(cfg, prepared.ref, run_dir)
     metrics = launch(plan, world, log=log)
 
     summary = {
