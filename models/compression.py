@@ -133,7 +133,7 @@ class PowerSGD(Compressor):
                 self._state.append(None)
                 continue
             n, m = _matrix_shape(shape)
-            q = rng.standard_normal((m, self.rank)).astype(v.dtype.as_numpy_dtype)
+            q = rng.standard_normal((m, self.rank)).astype(tf.as_dtype(v.dtype).as_numpy_dtype)
             self._state.append((tf.Variable(tf.zeros((n, m), v.dtype), trainable=False),
                                 tf.Variable(q, trainable=False)))
 

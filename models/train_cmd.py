@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import re
+from dataclasses import replace
 from datetime import datetime
 from pathlib import Path
 
@@ -88,6 +89,8 @@ def train_command(cfg: JobConfig, dataset: str, workdir: str | Path, np: int | N
     if run_dir is None:
         run_dir = new_run_dir(workdir)
         (run_dir / "config.yaml").write_text(dump_yaml(cfg))
-    log(f"Training on {ref} in {run_dir}" + (" (resuming)" if resume else ""))
-    plan = plan_for(cfg, ref, run_dir, resume=resume)
+        plan = plan_for(cfg, ref, run_dir)
+    else:  # the run goes on as it was planned; only the checkpoint is new
+        plan = replace(TrainPlan.load(run_dir / "train_plan.json"), resume=True)
+    log(f"Training on {ref} in {run_dir}" + (" (resuming from its last checkpoint)" if resume else ""))
     return launch(plan, np or cfg.train.np or default_np(), log=log)
