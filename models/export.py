@@ -54,11 +54,11 @@ class PixelScale:
 class Bundle:
     transform: PixelScale
     labels: list
-    serve: object
+    model: object          # the loaded SavedModel; it owns the variables ``serve`` reads
 
     def predict(self, records: np.ndarray) -> np.ndarray:
         """Predicted labels for raw numeric records."""
-        logits = self.serve(tf.constant(self.transform(np.asarray(records))))
+        logits = self.model.serve(tf.constant(self.transform(np.asarray(records))))
         return np.asarray(self.labels)[np.argmax(np.asarray(logits), axis=-1)]
 
     def predict_csv(self, lines: list[str], delimiter: str = ",") -> np.ndarray:
@@ -74,4 +74,4 @@ def load_bundle(path: str | Path) -> Bundle:
                          "this dcpipe knows 'pixel_scale'")
     transform = PixelScale(spec["value_min"], spec["value_max"], tuple(spec["image_shape"]),
                            spec["n_fields"], spec["label_column"])
-    return Bundle(transform, spec["labels"], tf.saved_model.load(str(path / "model")).serve)
+    return Bundle(transform, spec["labels"], tf.saved_model.load(str(path / "model")))
