@@ -1,15 +1,16 @@
 """Zarr -> tf.data: balanced, reshuffled every epoch, read in parallel, resumable mid-epoch.
 
-Each rank reads the pieces :func:`models.sharding.epoch_pieces` gives it. Pieces are grouped into
-windows of at least ``shuffle_buffer`` samples; a window is read with several threads (the Zarr
-codecs decode chunks outside the GIL) while the previous one is served, shuffled in memory and cut
-into batches. The order of an epoch depends only on (seed, epoch, rank), so the position of a
-run is just (epoch, step): :meth:`ZarrLoader.epoch` can start at any step.
+Each rank reads the pieces :func:`models.sharding.epoch_pieces` gives it, as one sequence of
+``n // world`` samples. That sequence is cut into windows of a whole number of batches, at least
+``shuffle_buffer`` samples each. A window is read, shuffled in memory and cut into batches by one
+call; tf.data runs ``read_threads`` such calls at once (the Zarr codecs decode outside the GIL) and
+prefetches ahead, so reading and decoding overlap training. The order of an epoch depends only on
+(seed, epoch, rank), so a run's position is just (epoch, step): :meth:`ZarrLoader.epoch` can
+start at any step and gives exactly the batches the interrupted epoch had left.
 """
 from __future__ import annotations
 
 from collections.abc import Iterator
-from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 
 import numpy as np
@@ -30,19 +31,7 @@ class LoaderSpec:
     world: int = 1
     shuffle_buffer: int = 4096       # samples shuffled together in memory
     seed: int = 0
-    read_threads: int = 4            # parallel chunk reads
-
-
-def _windows(pieces: list[sharding.Piece], min_size: int) -> list[list[sharding.Piece]]:
-    """Consecutive pieces grouped until each group holds at least ``min_size`` samples."""
-    groups, current, held = [], [], 0
-    for piece in pieces:
-        current.append(piece)
-        held += piece.size
-        if held >= min_size:
-            groups.append(current)
-            current, held = [], 0
-    return groups + ([current] if current else [])
+    read_threads: int = 4            # windows read and decoded in parallel
 
 
 class ZarrLoader:
@@ -55,67 +44,52 @@ class ZarrLoader:
         self.chunk_rows = int(self._image.chunks[0])
         n = spec.split_range[1] - spec.split_range[0]
         self.steps_per_epoch = sharding.steps_per_epoch(n, spec.world, spec.batch_size)
-        self._pool = ThreadPoolExecutor(max(spec.read_threads, 1), thread_name_prefix="zarr-read")
+        self.window_batches = max(1, -(-spec.shuffle_buffer // spec.batch_size))
 
     @property
     def element_spec(self) -> tuple[tf.TensorSpec, tf.TensorSpec]:
         shape = (self.spec.batch_size, *self._image.shape[1:])
         return (tf.TensorSpec(shape, tf.as_dtype(self._image.dtype)), tf.TensorSpec((self.spec.batch_size,), tf.int32))
 
-    def _read(self, piece: sharding.Piece) -> tuple[np.ndarray, np.ndarray]:
-        return self._image[piece.start:piece.stop], self._label[piece.start:piece.stop]
+    def n_windows(self) -> int:
+        return -(-self.steps_per_epoch // self.window_batches)
 
-    def _read_window(self, window: list[sharding.Piece]) -> list[Future]:
-        return [self._pool.submit(self._read, piece) for piece in window]
-
-    def _shuffled(self, futures: list[Future], epoch: int, index: int) -> tuple[np.ndarray, np.ndarray]:
-        parts = [f.result() for f in futures]
-        images = np.concatenate([p[0] for p in parts])
-        labels = np.concatenate([p[1] for p in parts]).astype(np.int32)
-        order = np.random.default_rng([self.spec.seed, epoch, self.spec.rank, index]).permutation(len(labels))
-        return images[order], labels[order]
-
-    def batches(self, epoch: int, start_step: int = 0) -> Iterator[tuple[np.ndarray, np.ndarray]]:
-        """The epoch's batches from ``start_step`` on, as numpy arrays."""
+    def window(self, epoch: int, index: int) -> tuple[np.ndarray, np.ndarray]:
+        """Window ``index`` of ``epoch``, shuffled, as ``(n_batches, batch_size, ...)`` arrays."""
         spec, b = self.spec, self.spec.batch_size
         pieces = sharding.epoch_pieces(spec.split_range, self.chunk_rows, spec.rank, spec.world, spec.seed, epoch)
-        windows = _windows(pieces, spec.shuffle_buffer)
-        begin = start_step * b                   # position in this rank's epoch sequence
-        first, offset = 0, 0
-        while first < len(windows) and offset + sum(p.size for p in windows[first]) <= begin:
-            offset += sum(p.size for p in windows[first])
-            first += 1
-        pending = self._read_window(windows[first]) if first < len(windows) else None
-        carry_x = carry_y = None
-        for index in range(first, len(windows)):
-            images, labels = self._shuffled(pending, epoch, index)
-            pending = self._read_window(windows[index + 1]) if index + 1 < len(windows) else None
-            skip, offset = max(begin - offset, 0), offset + len(labels)
-            images, labels = images[skip:], labels[skip:]
-            if carry_x is not None and len(carry_y):
-                images, labels = np.concatenate([carry_x, images]), np.concatenate([carry_y, labels])
-            whole = (len(labels) // b) * b
-            for i in range(0, whole, b):
-                yield images[i:i + b], labels[i:i + b]
-            carry_x, carry_y = images[whole:], labels[whole:]
-        if pending:
-            for f in pending:
-                f.cancel()
+        first = index * self.window_batches
+        k = min(self.window_batches, self.steps_per_epoch - first)
+        parts = sharding.slice_pieces(pieces, first * b, (first + k) * b)
+        images = np.concatenate([self._image[p.start:p.stop] for p in parts])
+        labels = np.concatenate([self._label[p.start:p.stop] for p in parts]).astype(np.int32)
+        order = np.random.default_rng([spec.seed, epoch, spec.rank, index]).permutation(len(labels))
+        return images[order].reshape(k, b, *images.shape[1:]), labels[order].reshape(k, b)
+
+    def batches(self, epoch: int, start_step: int = 0) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+        """The epoch's batches from ``start_step`` on, as numpy arrays (one thread)."""
+        first, skip = divmod(start_step, self.window_batches)
+        for index in range(first, self.n_windows()):
+            images, labels = self.window(epoch, index)
+            yield from zip(images[skip:], labels[skip:])
+            skip = 0
 
     def epoch(self, epoch: int, start_step: int = 0) -> tf.data.Dataset:
-        """``steps_per_epoch - start_step`` batches, prefetched."""
-        ds = tf.data.Dataset.from_generator(lambda: self._limited(epoch, start_step),
-                                            output_signature=self.element_spec)
-        return ds.prefetch(2)
+        """``steps_per_epoch - start_step`` batches; windows read in parallel, in order, prefetched."""
+        x_spec, y_spec = self.element_spec
+        first, skip = divmod(start_step, self.window_batches)
 
-    def _limited(self, epoch: int, start_step: int):
-        for step, batch in enumerate(self.batches(epoch, start_step), start=start_step):
-            if step >= self.steps_per_epoch:
-                return
-            yield batch
+        def read(index):
+            images, labels = tf.numpy_function(lambda i: self.window(epoch, int(i)), [index],
+                                               (x_spec.dtype, y_spec.dtype), stateful=False)
+            return (tf.ensure_shape(images, (None, *x_spec.shape)), tf.ensure_shape(labels, (None, *y_spec.shape)))
+
+        windows = tf.data.Dataset.range(first, self.n_windows()).map(
+            read, num_parallel_calls=max(self.spec.read_threads, 1), deterministic=True)
+        return windows.unbatch().skip(skip).prefetch(tf.data.AUTOTUNE)
 
     def close(self) -> None:
-        self._pool.shutdown(wait=False, cancel_futures=True)
+        """Nothing to release: kept so callers need not know how reads are scheduled."""
 
 
 def eval_range(split_range: tuple[int, int], rank: int, world: int) -> tuple[int, int]:

@@ -61,13 +61,17 @@ def epoch_pieces(split_range: tuple[int, int], chunk_rows: int, rank: int, world
     chunks = chunk_bounds(split_range, chunk_rows)
     ordered = [chunks[i] for i in chunk_order(len(chunks), seed, epoch)]
     share = samples_per_rank(split_range[1] - split_range[0], world)
-    lo, hi = rank * share, (rank + 1) * share   # this rank's positions in the epoch's sequence
-    pieces, offset = [], 0
-    for chunk in ordered:
-        a, b = max(lo, offset), min(hi, offset + chunk.size)
+    return slice_pieces(ordered, rank * share, (rank + 1) * share)
+
+
+def slice_pieces(pieces: list[Piece], lo: int, hi: int) -> list[Piece]:
+    """The rows at positions ``[lo, hi)`` of the sequence ``pieces`` lays end to end."""
+    out, offset = [], 0
+    for piece in pieces:
+        a, b = max(lo, offset), min(hi, offset + piece.size)
         if a < b:
-            pieces.append(Piece(chunk.start + a - offset, chunk.start + b - offset))
-        offset += chunk.size
+            out.append(Piece(piece.start + a - offset, piece.start + b - offset))
+        offset += piece.size
         if offset >= hi:
             break
-    return pieces
+    return out
