@@ -74,19 +74,28 @@ class ZarrLoader:
             yield from zip(images[skip:], labels[skip:])
             skip = 0
 
-    def epoch(self, epoch: int, start_step: int = 0) -> tf.data.Dataset:
-        """``steps_per_epoch - start_step`` batches; windows read in parallel, in order, prefetched."""
-        x_spec, y_spec = self.element_spec
+    def stream(self, start_epoch: int, start_step: int = 0, end_epoch: int | None = None) -> tf.data.Dataset:
+        """Batches from step ``start_step`` of ``start_epoch`` to the end of epoch ``end_epoch - 1``
+        as one dataset: built once, windows read in parallel and in order, prefetched across
+        epoch ends (the next epoch's first window is read while the last one is evaluated)."""
+        end_epoch = start_epoch + 1 if end_epoch is None else end_epoch
         first, skip = divmod(start_step, self.window_batches)
+        pairs = [(start_epoch, i) for i in range(first, self.n_windows())]
+        pairs += [(e, i) for e in range(start_epoch + 1, end_epoch) for i in range(self.n_windows())]
+        x_spec, y_spec = self.element_spec
 
-        def read(index):
-            images, labels = tf.numpy_function(lambda i: self.window(epoch, int(i)), [index],
+        def read(pair):
+            images, labels = tf.numpy_function(lambda p: self.window(int(p[0]), int(p[1])), [pair],
                                                (x_spec.dtype, y_spec.dtype), stateful=False)
             return (tf.ensure_shape(images, (None, *x_spec.shape)), tf.ensure_shape(labels, (None, *y_spec.shape)))
 
-        windows = tf.data.Dataset.range(first, self.n_windows()).map(
+        windows = tf.data.Dataset.from_tensor_slices(np.array(pairs, np.int64).reshape(-1, 2)).map(
             read, num_parallel_calls=max(self.spec.read_threads, 1), deterministic=True)
         return windows.unbatch().skip(skip).prefetch(tf.data.AUTOTUNE)
+
+    def epoch(self, epoch: int, start_step: int = 0) -> tf.data.Dataset:
+        """The ``steps_per_epoch - start_step`` batches left in ``epoch``."""
+        return self.stream(epoch, start_step)
 
     def close(self) -> None:
         """Nothing to release: kept so callers need not know how reads are scheduled."""

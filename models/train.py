@@ -162,10 +162,10 @@ def train(plan: TrainPlan) -> dict | None:
         f"{plan.batch_size} per rank, compression {plan.compression} ({bytes_per_step:,} bytes/step/rank)")
     history = _previous_history(run_dir) if position.global_step else []
     global_step, t_train = position.global_step, time.perf_counter()
+    batches = iter(loader.stream(position.epoch, position.step, plan.epochs))   # exactly the steps left
     for epoch in range(position.epoch, plan.epochs):
         first = position.step if epoch == position.epoch else 0
         t0, totals, waits = time.perf_counter(), np.zeros(3), []
-        batches = iter(loader.epoch(epoch, first))
         for s in range(first, steps):
             t_wait = time.perf_counter()
             x, y = next(batches)

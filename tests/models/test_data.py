@@ -69,3 +69,12 @@ def test_tf_dataset_yields_exactly_the_steps_left(store):
 def test_eval_ranges_cover_the_split_once():
     parts = [data.eval_range((10, 111), r, 3) for r in range(3)]
     assert parts == [(10, 43), (43, 76), (76, 111)]
+
+
+def test_a_stream_over_epochs_is_the_epochs_one_after_another(store):
+    loader = _loader(store)
+    streamed = [x.numpy()[:, 0, 0, 0].astype(int) for x, _ in loader.stream(1, start_step=3, end_epoch=3)]
+    expected = _ids(loader, 1, 3) + _ids(loader, 2)
+    assert len(streamed) == len(expected) == 2 * loader.steps_per_epoch - 3
+    for a, b in zip(streamed, expected):
+        np.testing.assert_array_equal(a, b)
