@@ -1,52 +1,117 @@
-"""Zarr -> tf.data: each rank reads only its own contiguous, equal-sized shard of a split.
+"""Zarr -> tf.data: balanced, reshuffled every epoch, read in parallel, resumable mid-epoch.
 
-A split's range ``[start, stop)`` of ``n`` samples is cut into ``size`` shards of ``n // size``
-samples (the last ``n % size`` samples are left to no rank), so every rank runs exactly the same
-number of steps: a rank never waits in an allreduce for a peer that has one batch more.
+Each rank reads the pieces :func:`models.sharding.epoch_pieces` gives it, as one sequence of
+``n // world`` samples. That sequence is cut into windows of a whole number of batches, at least
+``shuffle_buffer`` samples each. A window is read, shuffled in memory and cut into batches by one
+call; tf.data runs ``read_threads`` such calls at once (the Zarr codecs decode outside the GIL) and
+prefetches ahead, so reading and decoding overlap training. The order of an epoch depends only on
+(seed, epoch, rank), so a run's position is just (epoch, step): :meth:`ZarrLoader.epoch` can
+start at any step and gives exactly the batches the interrupted epoch had left.
 """
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 import numpy as np
 import tensorflow as tf
 import zarr
 
+from models import sharding
 
-@dataclass(frozen=True)
-class Shard:
-    """Rows ``[start, stop)`` of the store that one rank owns."""
 
-    start: int
-    stop: int
+@dataclass(frozen=True, kw_only=True)
+class LoaderSpec:
+    """What one rank reads from one split of a store."""
+
+    store: str                       # path of data.zarr
+    split_range: tuple[int, int]     # [start, stop) of the split
+    batch_size: int
+    rank: int = 0
+    world: int = 1
+    shuffle_buffer: int = 4096       # samples shuffled together in memory
+    seed: int = 0
+    read_threads: int = 4            # windows read and decoded in parallel
+
+
+class ZarrLoader:
+    """Batches of ``(image, label)`` for one rank; every rank gets the same number per epoch."""
+
+    def __init__(self, spec: LoaderSpec):
+        self.spec = spec
+        group = zarr.open_group(spec.store, mode="r")
+        self._image, self._label = group["image"], group["label"]
+        self.chunk_rows = int(self._image.chunks[0])
+        n = spec.split_range[1] - spec.split_range[0]
+        self.steps_per_epoch = sharding.steps_per_epoch(n, spec.world, spec.batch_size)
+        self.window_batches = max(1, -(-spec.shuffle_buffer // spec.batch_size))
 
     @property
-    def size(self) -> int:
-        return self.stop - self.start
+    def element_spec(self) -> tuple[tf.TensorSpec, tf.TensorSpec]:
+        shape = (self.spec.batch_size, *self._image.shape[1:])
+        return (tf.TensorSpec(shape, tf.as_dtype(self._image.dtype)), tf.TensorSpec((self.spec.batch_size,), tf.int32))
+
+    def n_windows(self) -> int:
+        return -(-self.steps_per_epoch // self.window_batches)
+
+    def window(self, epoch: int, index: int) -> tuple[np.ndarray, np.ndarray]:
+        """Window ``index`` of ``epoch``, shuffled, as ``(n_batches, batch_size, ...)`` arrays."""
+        spec, b = self.spec, self.spec.batch_size
+        pieces = sharding.epoch_pieces(spec.split_range, self.chunk_rows, spec.rank, spec.world, spec.seed, epoch)
+        first = index * self.window_batches
+        k = min(self.window_batches, self.steps_per_epoch - first)
+        parts = sharding.slice_pieces(pieces, first * b, (first + k) * b)
+        images = np.concatenate([self._image[p.start:p.stop] for p in parts])
+        labels = np.concatenate([self._label[p.start:p.stop] for p in parts]).astype(np.int32)
+        order = np.random.default_rng([spec.seed, epoch, spec.rank, index]).permutation(len(labels))
+        return images[order].reshape(k, b, *images.shape[1:]), labels[order].reshape(k, b)
+
+    def batches(self, epoch: int, start_step: int = 0) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+        """The epoch's batches from ``start_step`` on, as numpy arrays (one thread)."""
+        first, skip = divmod(start_step, self.window_batches)
+        for index in range(first, self.n_windows()):
+            images, labels = self.window(epoch, index)
+            yield from zip(images[skip:], labels[skip:])
+            skip = 0
+
+    def stream(self, start_epoch: int, start_step: int = 0, end_epoch: int | None = None) -> tf.data.Dataset:
+        """Batches from step ``start_step`` of ``start_epoch`` to the end of epoch ``end_epoch - 1``
+        as one dataset: built once, windows read in parallel and in order, prefetched across
+        epoch ends (the next epoch's first window is read while the last one is evaluated)."""
+        end_epoch = start_epoch + 1 if end_epoch is None else end_epoch
+        first, skip = divmod(start_step, self.window_batches)
+        pairs = [(start_epoch, i) for i in range(first, self.n_windows())]
+        pairs += [(e, i) for e in range(start_epoch + 1, end_epoch) for i in range(self.n_windows())]
+        x_spec, y_spec = self.element_spec
+
+        def read(pair):
+            images, labels = tf.numpy_function(lambda p: self.window(int(p[0]), int(p[1])), [pair],
+                                               (x_spec.dtype, y_spec.dtype), stateful=False)
+            return (tf.ensure_shape(images, (None, *x_spec.shape)), tf.ensure_shape(labels, (None, *y_spec.shape)))
+
+        windows = tf.data.Dataset.from_tensor_slices(np.array(pairs, np.int64).reshape(-1, 2)).map(
+            read, num_parallel_calls=max(self.spec.read_threads, 1), deterministic=True)
+        return windows.unbatch().skip(skip).prefetch(tf.data.AUTOTUNE)
+
+    def epoch(self, epoch: int, start_step: int = 0) -> tf.data.Dataset:
+        """The ``steps_per_epoch - start_step`` batches left in ``epoch``."""
+        return self.stream(epoch, start_step)
+
+    def close(self) -> None:
+        """Nothing to release: kept so callers need not know how reads are scheduled."""
 
 
-def shard_of(split_range: tuple[int, int], rank: int, size: int) -> Shard:
-    """The equal shard of ``split_range`` for ``rank`` of ``size`` ranks."""
-    if not 0 <= rank < size:
-        raise ValueError(f"rank must be in [0, {size}) (got {rank})")
+def eval_range(split_range: tuple[int, int], rank: int, world: int) -> tuple[int, int]:
+    """The rank's contiguous part of an evaluation split; the last rank also takes the remainder."""
     start, stop = split_range
-    per_rank = (stop - start) // size
-    return Shard(start + rank * per_rank, start + (rank + 1) * per_rank)
+    share = (stop - start) // world
+    return start + rank * share, stop if rank == world - 1 else start + (rank + 1) * share
 
 
-def read_shard(store_path: str, shard: Shard) -> tuple[np.ndarray, np.ndarray]:
-    """(images, labels) of one shard, reading only the Zarr chunks that overlap it."""
-    group = zarr.open_group(store_path, mode="r")
-    return group["image"][shard.start:shard.stop], group["label"][shard.start:shard.stop].astype("int32")
-
-
-def train_dataset(images: np.ndarray, labels: np.ndarray, batch_size: int, shuffle_buffer: int,
-                  seed: int) -> tf.data.Dataset:
-    """Shuffled (reseeded every epoch), batched, fixed-length batches, prefetched."""
-    ds = tf.data.Dataset.from_tensor_slices((images, labels))
-    ds = ds.shuffle(min(shuffle_buffer, len(labels)), seed=seed, reshuffle_each_iteration=True)
-    return ds.batch(batch_size, drop_remainder=True).prefetch(tf.data.AUTOTUNE)
-
-
-def eval_dataset(images: np.ndarray, labels: np.ndarray, batch_size: int) -> tf.data.Dataset:
+def eval_dataset(store: str, split_range: tuple[int, int], rank: int, world: int,
+                 batch_size: int = 256) -> tf.data.Dataset:
+    """All of the rank's evaluation rows, in order (uneven across ranks is fine: no collectives)."""
+    start, stop = eval_range(split_range, rank, world)
+    group = zarr.open_group(store, mode="r")
+    images, labels = group["image"][start:stop], group["label"][start:stop].astype(np.int32)
     return tf.data.Dataset.from_tensor_slices((images, labels)).batch(batch_size).prefetch(tf.data.AUTOTUNE)

@@ -3,9 +3,11 @@ from __future__ import annotations
 
 import json
 import os
+import secrets
 import shutil
 import subprocess
 import sys
+from datetime import datetime, timezone
 from pathlib import Path
 
 from models.plan import TrainPlan
@@ -13,6 +15,14 @@ from models.plan import TrainPlan
 
 class TrainingFailed(RuntimeError):
     """The ranks exited non-zero; the message names the log to read."""
+
+
+def new_run_dir(workdir: Path) -> Path:
+    """A fresh ``<workdir>/runs/<UTC time>-<random>``."""
+    run_id = datetime.now(timezone.utc).strftime("%Y%m%d-%H%M%S-") + secrets.token_hex(2)
+    run_dir = Path(workdir) / "runs" / run_id
+    run_dir.mkdir(parents=True)
+    return run_dir
 
 
 def gpu_count() -> int:
@@ -101,7 +111,7 @@ def launch(plan: TrainPlan, np: int, log=print, launcher: str = "horovodrun", ho
     plan_path = plan.save(run_dir / "train_plan.json")
     cmd = LAUNCHERS[launcher](np, plan_path, hosts)
     log(f"Horovod: {' '.join(cmd[:7])} ... ({np} ranks)")
-    with open(run_dir / "train.log", "w") as out, subprocess.Popen(
+    with open(run_dir / "train.log", "a") as out, subprocess.Popen(
             cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=rank_env(plan.threads_per_rank),
             cwd=run_dir) as proc:
         for line in proc.stdout:

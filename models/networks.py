@@ -1,4 +1,8 @@
-"""Networks by name: a registry of Keras 3 model builders."""
+"""Networks by name: a registry of Keras 3 model builders over ``(height, width, channels)`` inputs.
+
+``mlp`` treats an image as a flat feature vector (tabular), ``cnn`` as an image, ``transformer``
+as a sequence of tokens (one per image row). Logits stay float32 under mixed precision.
+"""
 from __future__ import annotations
 
 from collections.abc import Callable
@@ -19,7 +23,20 @@ def build(name: str, input_shape: tuple[int, ...], n_classes: int) -> keras.Mode
     """The network ``name`` for inputs of ``input_shape`` with ``n_classes`` logits."""
     if name not in NETWORKS:
         raise ValueError(f"unknown network {name!r}; choose one of {sorted(NETWORKS)}")
-    return NETWORKS[name](input_shape, n_classes)
+    return NETWORKS[name](tuple(input_shape), n_classes)
+
+
+@register("mlp")
+def mlp(input_shape: tuple[int, ...], n_classes: int) -> keras.Model:
+    """Two hidden layers of 256 and 128 over the flattened features."""
+    return keras.Sequential([
+        keras.Input(shape=input_shape),
+        keras.layers.Flatten(),
+        keras.layers.Dense(256, activation="relu"),
+        keras.layers.Dropout(0.2),
+        keras.layers.Dense(128, activation="relu"),
+        keras.layers.Dense(n_classes, dtype="float32"),
+    ], name="mlp")
 
 
 @register("cnn")
@@ -36,3 +53,30 @@ def cnn(input_shape: tuple[int, ...], n_classes: int) -> keras.Model:
         keras.layers.Dense(128, activation="relu"),
         keras.layers.Dense(n_classes, dtype="float32"),  # logits in float32 under mixed precision
     ], name="cnn")
+
+
+@keras.saving.register_keras_serializable(package="dcpipe")
+class PositionEmbedding(keras.layers.Layer):
+    """Adds a learned embedding of each token's position."""
+
+    def build(self, input_shape):
+        self.table = self.add_weight(shape=tuple(input_shape[1:]), initializer="random_normal", name="table")
+
+    def call(self, tokens):
+        return tokens + keras.ops.cast(self.table, tokens.dtype)
+
+
+@register("transformer")
+def transformer(input_shape: tuple[int, ...], n_classes: int, width: int = 64, heads: int = 4,
+                blocks: int = 2) -> keras.Model:
+    """A small pre-norm Transformer encoder: one token per image row, mean-pooled."""
+    inputs = keras.Input(shape=input_shape)
+    tokens = keras.layers.Reshape((input_shape[0], -1))(inputs)
+    x = PositionEmbedding()(keras.layers.Dense(width)(tokens))
+    for _ in range(blocks):
+        h = keras.layers.LayerNormalization()(x)
+        x = x + keras.layers.MultiHeadAttention(heads, width // heads)(h, h)
+        h = keras.layers.LayerNormalization()(x)
+        x = x + keras.layers.Dense(width)(keras.layers.Dense(2 * width, activation="gelu")(h))
+    x = keras.layers.GlobalAveragePooling1D()(keras.layers.LayerNormalization()(x))
+    return keras.Model(inputs, keras.layers.Dense(n_classes, dtype="float32")(x), name="transformer")

@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 
@@ -18,10 +18,15 @@ class TrainPlan:
     epochs: int = 8
     batch_size: int = 64
     learning_rate: float = 1e-3
-    compression: str = "fp16"
+    compression: str = "fp16"       # see models.compression.parse
     threads_per_rank: int = 1
     shuffle_buffer: int = 4096
+    read_threads: int = 4           # parallel Zarr chunk reads per rank
+    checkpoint_every: int = 0       # steps between mid-epoch checkpoints; 0 = at epoch ends only
+    resume: bool = False            # continue from the run's last checkpoint
     seed: int = 0
+    # The dataset's feature transform, exported with the model: raw record -> model input.
+    transform: dict = field(default_factory=dict)
 
     def save(self, path: Path) -> Path:
         path.write_text(json.dumps(asdict(self), indent=2) + "\n")

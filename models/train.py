@@ -1,6 +1,7 @@
 """Data-parallel training of one rank; started by ``horovodrun`` (or ``srun``/``mpirun``).
 
-The only module that calls Horovod. Run as ``python -m models.train PLAN.json``.
+The only module that calls Horovod; every call is marked ``# Horovod:``.
+Run as ``python -m models.train PLAN.json``.
 """
 from __future__ import annotations
 
@@ -17,10 +18,25 @@ import keras  # noqa: E402
 import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
-from models import data, networks  # noqa: E402
+from models import checkpoint, compression, data, export, networks  # noqa: E402
 from models.plan import TrainPlan  # noqa: E402
 
-COMPRESSION = {"none": hvd.Compression.none, "fp16": hvd.Compression.fp16}
+HOROVOD_CODECS = {"none": hvd.Compression.none, "fp16": hvd.Compression.fp16}
+
+
+class HorovodCollectives:
+    """:class:`models.compression.Collectives` over Horovod."""
+
+    def __init__(self):
+        self.size = hvd.size()
+
+    def allreduce_mean(self, tensor, name):
+        # Horovod: average a tensor over ranks.
+        return hvd.allreduce(tensor, op=hvd.Average, name=name)
+
+    def allgather(self, tensor, name):
+        # Horovod: concatenate every rank's tensor along the first axis.
+        return hvd.allgather(tensor, name=name)
 
 
 def configure_devices(plan: TrainPlan) -> bool:
@@ -28,8 +44,9 @@ def configure_devices(plan: TrainPlan) -> bool:
     gpus = tf.config.list_physical_devices("GPU")
     if gpus:
         # Horovod: pin one GPU per process, chosen by local rank.
-        tf.config.set_visible_devices(gpus[hvd.local_rank() % len(gpus)], "GPU")
-        tf.config.experimental.set_memory_growth(gpus[hvd.local_rank() % len(gpus)], True)
+        gpu = gpus[hvd.local_rank() % len(gpus)]
+        tf.config.set_visible_devices(gpu, "GPU")
+        tf.config.experimental.set_memory_growth(gpu, True)
         keras.mixed_precision.set_global_policy("mixed_float16")
         return True
     tf.config.threading.set_intra_op_parallelism_threads(plan.threads_per_rank)
@@ -38,90 +55,147 @@ def configure_devices(plan: TrainPlan) -> bool:
 
 
 def _evaluate(model, ds) -> tuple[float, float]:
-    """(loss, accuracy) over all ranks' shards: sums are allreduced, not per-rank means."""
+    """(loss, accuracy) over all ranks' rows: sums are allreduced, not per-rank means."""
     totals = np.zeros(3)
     loss_fn = keras.losses.SparseCategoricalCrossentropy(from_logits=True, reduction="sum")
     for x, y in ds:
         logits = model(x, training=False)
         totals += [float(loss_fn(y, logits)), float(np.sum(np.argmax(logits, -1) == y.numpy())), len(y)]
     # Horovod: sum loss, hits and counts over ranks.
-    loss, hits, count = hvd.allreduce(tf.constant(totals), op=hvd.Sum).numpy()
+    loss, hits, count = hvd.allreduce(tf.constant(totals), op=hvd.Sum, name="eval_totals").numpy()
     return loss / max(count, 1), hits / max(count, 1)
+
+
+def _optimizer(plan: TrainPlan, steps: int, size: int, on_gpu: bool):
+    # Horovod: scale the learning rate by the number of ranks, reached after one epoch of warmup,
+    # then cosine decay to zero.
+    total = steps * plan.epochs
+    warmup = min(steps, total // 2)
+    schedule = keras.optimizers.schedules.CosineDecay(
+        initial_learning_rate=plan.learning_rate, warmup_target=plan.learning_rate * size,
+        warmup_steps=warmup, decay_steps=max(total - warmup, 1))
+    optimizer = keras.optimizers.Adam(learning_rate=schedule)
+    return keras.optimizers.LossScaleOptimizer(optimizer) if on_gpu else optimizer
+
+
+def _step_function(model, optimizer, compressor: compression.Compressor):
+    loss_fn = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
+    comm = HorovodCollectives()
+    variables = model.trainable_variables
+
+    @tf.function
+    def step(x, y):
+        with tf.GradientTape() as tape:
+            logits = model(x, training=True)
+            loss = loss_fn(y, logits)
+            scaled = optimizer.scale_loss(loss)
+        if compressor.horovod_codec is not None:
+            # Horovod: allreduce the gradients inside the tape, with Horovod's codec on the wire
+            # (gradients w.r.t. the tf.Variables under Keras 3's variables: see stack.md).
+            tape = hvd.DistributedGradientTape(tape, compression=HOROVOD_CODECS[compressor.horovod_codec])
+            grads = tape.gradient(scaled, [v.value for v in variables])
+        else:
+            grads = compressor.exchange(tape.gradient(scaled, [v.value for v in variables]), comm)
+        optimizer.apply_gradients(zip(grads, variables))
+        hits = tf.reduce_sum(tf.cast(tf.equal(tf.argmax(logits, -1, output_type=tf.int32), y), tf.float32))
+        return loss, hits
+
+    return step
+
+
+def _broadcast_state(model, optimizer) -> None:
+    # Horovod: start every rank from rank 0's weights and optimizer state.
+    hvd.broadcast_variables([v.value for v in model.variables], root_rank=0)
+    hvd.broadcast_variables([v.value if hasattr(v, "value") else v for v in optimizer.variables], root_rank=0)
+
+
+def _restore(plan: TrainPlan, model, optimizer, rank: int, log) -> checkpoint.Position:
+    """Rank 0 loads the run's last checkpoint (if resuming); every rank learns the position."""
+    position = np.zeros(3, np.int64)
+    if plan.resume and rank == 0:
+        path = checkpoint.latest(Path(plan.run_dir))
+        if path is None:
+            log(f"[train] no checkpoint in {checkpoint.folder(Path(plan.run_dir))}: starting from scratch")
+        else:
+            pos = checkpoint.restore(path, model, optimizer)
+            position[:] = (pos.epoch, pos.step, pos.global_step)
+            log(f"[train] resumed from {path.name}: epoch {pos.epoch + 1}, step {pos.step}")
+    # Horovod: every rank continues from rank 0's position.
+    position = hvd.broadcast(tf.constant(position), root_rank=0, name="resume_position").numpy()
+    return checkpoint.Position(*(int(v) for v in position))
 
 
 def train(plan: TrainPlan) -> dict | None:
     """Train, evaluate and (on rank 0) checkpoint and export; rank 0 returns the metrics."""
     # Horovod: initialise before touching devices.
     hvd.init()
+    # Horovod: rank and world size.
     rank, size = hvd.rank(), hvd.size()
     on_gpu = configure_devices(plan)
     keras.utils.set_random_seed(plan.seed)
     run_dir = Path(plan.run_dir)
     log = (lambda *a: print(*a, flush=True)) if rank == 0 else (lambda *a: None)
 
-    shards = {s: data.shard_of(tuple(plan.ranges[s]), rank, size) for s in ("train", "val", "test")}
-    x_train, y_train = data.read_shard(plan.store, shards["train"])
-    steps = shards["train"].size // plan.batch_size
+    loader = data.ZarrLoader(data.LoaderSpec(
+        store=plan.store, split_range=tuple(plan.ranges["train"]), batch_size=plan.batch_size, rank=rank,
+        world=size, shuffle_buffer=plan.shuffle_buffer, seed=plan.seed, read_threads=plan.read_threads))
+    steps = loader.steps_per_epoch
     if steps == 0:
-        raise SystemExit(f"train split too small: {shards['train'].size} samples per rank < batch "
-                         f"{plan.batch_size}; lower train.batch_size or train.np")
-    train_ds = data.train_dataset(x_train, y_train, plan.batch_size, plan.shuffle_buffer, plan.seed + rank)
-    val_ds = data.eval_dataset(*data.read_shard(plan.store, shards["val"]), 256)
-    test_ds = data.eval_dataset(*data.read_shard(plan.store, shards["test"]), 256)
+        raise SystemExit(f"train split too small: {plan.ranges['train']} gives fewer than batch "
+                         f"{plan.batch_size} samples per rank; lower train.batch_size or --np")
+    val_ds = data.eval_dataset(plan.store, tuple(plan.ranges["val"]), rank, size)
+    test_ds = data.eval_dataset(plan.store, tuple(plan.ranges["test"]), rank, size)
 
     model = networks.build(plan.network, tuple(plan.image_shape), plan.n_classes)
-    # Horovod: scale the learning rate by the number of ranks, reached after one epoch of warmup,
-    # then cosine decay to zero.
-    total = steps * plan.epochs
-    schedule = keras.optimizers.schedules.CosineDecay(
-        initial_learning_rate=plan.learning_rate, warmup_target=plan.learning_rate * size,
-        warmup_steps=min(steps, total // 2), decay_steps=max(total - min(steps, total // 2), 1))
-    optimizer = keras.optimizers.Adam(learning_rate=schedule)
-    if on_gpu:  # mixed precision: scale the loss so fp16 gradients do not underflow
-        optimizer = keras.optimizers.LossScaleOptimizer(optimizer)
-    model.compile(optimizer=optimizer, loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
-                  metrics=["accuracy"])
+    optimizer = _optimizer(plan, steps, size, on_gpu)
     optimizer.build(model.trainable_variables)
-    # Horovod: start every rank from rank 0's weights and optimizer state.
-    hvd.broadcast_variables([v.value for v in model.variables], root_rank=0)
-    hvd.broadcast_variables([v.value for v in optimizer.variables], root_rank=0)
-    loss_fn = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
-    compression = COMPRESSION[plan.compression]
+    compressor = compression.parse(plan.compression)
+    compressor.build(model.trainable_variables)
+    position = _restore(plan, model, optimizer, rank, log)
+    _broadcast_state(model, optimizer)
+    step = _step_function(model, optimizer, compressor)
+    shapes = [tuple(v.shape) for v in model.trainable_variables]
+    bytes_per_step = compressor.bytes_per_step(shapes)
+    writer = tf.summary.create_file_writer(str(run_dir / "tensorboard")) if rank == 0 else None
 
-    @tf.function
-    def step(x, y):
-        with tf.GradientTape() as tape:
-            loss = loss_fn(y, model(x, training=True))
-            scaled = optimizer.scale_loss(loss)
-        # Horovod: allreduce the gradients, compressed on the wire.
-        tape = hvd.DistributedGradientTape(tape, compression=compression)
-        grads = tape.gradient(scaled, [v.value for v in model.trainable_variables])
-        optimizer.apply_gradients(zip(grads, model.trainable_variables))
-        return loss
-
-    log(f"[train] {size} rank(s) on {'GPU' if on_gpu else 'CPU'}, {steps} steps/epoch of "
-        f"{plan.batch_size} per rank, compression {plan.compression}")
-    history, t_train = [], time.perf_counter()
-    ckpt_dir = run_dir / "checkpoints"
-    for epoch in range(plan.epochs):
-        t0, losses, wait = time.perf_counter(), [], 0.0
-        it = iter(train_ds)
-        for _ in range(steps):
+    log(f"[train] {size} rank(s) on {'GPU' if on_gpu else 'CPU'}, {plan.network}, {steps} steps/epoch of "
+        f"{plan.batch_size} per rank, compression {plan.compression} ({bytes_per_step:,} bytes/step/rank)")
+    history = _previous_history(run_dir) if position.global_step else []
+    global_step, t_train = position.global_step, time.perf_counter()
+    batches = iter(loader.stream(position.epoch, position.step, plan.epochs))   # exactly the steps left
+    for epoch in range(position.epoch, plan.epochs):
+        first = position.step if epoch == position.epoch else 0
+        t0, totals, waits = time.perf_counter(), np.zeros(3), []
+        for s in range(first, steps):
             t_wait = time.perf_counter()
-            x, y = next(it)
-            wait += time.perf_counter() - t_wait
-            losses.append(float(step(x, y)))
-        # Horovod: average the epoch's training loss over ranks.
-        train_loss = float(hvd.allreduce(tf.constant(np.mean(losses)), op=hvd.Average))
+            x, y = next(batches)
+            waits.append(time.perf_counter() - t_wait)
+            loss, hits = step(x, y)
+            totals += (float(loss) * len(y), float(hits), len(y))
+            global_step += 1
+            if plan.checkpoint_every and (s + 1) % plan.checkpoint_every == 0 and s + 1 < steps and rank == 0:
+                # Horovod: only rank 0 writes checkpoints.
+                checkpoint.save(run_dir, model, optimizer, checkpoint.Position(epoch, s + 1, global_step))
+        # Horovod: sum the epoch's training loss, hits and counts over ranks.
+        loss_sum, hits, count = hvd.allreduce(tf.constant(totals), op=hvd.Sum, name="train_totals").numpy()
         val_loss, val_acc = _evaluate(model, val_ds)
         seconds = time.perf_counter() - t0
-        history.append({"epoch": epoch + 1, "train_loss": train_loss, "val_loss": val_loss,
-                        "val_accuracy": val_acc, "seconds": seconds, "data_wait_seconds": wait})
-        log(f"[train] epoch {epoch + 1}/{plan.epochs}  loss {train_loss:.4f}  val_loss {val_loss:.4f}  "
-            f"val_acc {val_acc:.4f}  {seconds:.1f}s (data wait {wait:.2f}s)")
-        if rank == 0:  # Horovod: only rank 0 writes checkpoints.
-            ckpt_dir.mkdir(parents=True, exist_ok=True)
-            model.save(ckpt_dir / f"epoch-{epoch + 1:03d}.keras")
+        record = {"epoch": epoch + 1, "train_loss": loss_sum / max(count, 1), "train_accuracy": hits / max(count, 1),
+                  "val_loss": val_loss, "val_accuracy": val_acc, "seconds": seconds, "steps": len(waits),
+                  "data_wait_seconds": float(np.sum(waits)),
+                  "data_wait_ms_per_step": 1e3 * float(np.mean(waits)) if waits else 0.0}
+        history.append(record)
+        log(f"[train] epoch {epoch + 1}/{plan.epochs}  loss {record['train_loss']:.4f}  val_loss {val_loss:.4f}  "
+            f"val_acc {val_acc:.4f}  {seconds:.1f}s (data wait {record['data_wait_ms_per_step']:.2f} ms/step)")
+        if rank == 0:
+            # Horovod: only rank 0 writes checkpoints and TensorBoard events.
+            checkpoint.save(run_dir, model, optimizer, checkpoint.Position(epoch + 1, 0, global_step))
+            (run_dir / "history.json").write_text(json.dumps(history, indent=2) + "\n")
+            with writer.as_default(step=epoch + 1):
+                for key in ("train_loss", "train_accuracy", "val_loss", "val_accuracy", "data_wait_ms_per_step"):
+                    tf.summary.scalar(key, record[key])
+            writer.flush()
+    loader.close()
     train_seconds = time.perf_counter() - t_train
     test_loss, test_acc = _evaluate(model, test_ds)
     log(f"[train] test_loss {test_loss:.4f}  test_accuracy {test_acc:.4f}")
@@ -129,12 +203,19 @@ def train(plan: TrainPlan) -> dict | None:
         return None
     model.save(run_dir / "model.keras")
     model.export(str(run_dir / "saved_model"), verbose=False)
+    bundle = export.write_bundle(model, plan, run_dir / "bundle")
     metrics = {"world_size": size, "compression": plan.compression, "device": "GPU" if on_gpu else "CPU",
-               "steps_per_epoch": steps, "global_batch": plan.batch_size * size,
+               "network": plan.network, "steps_per_epoch": steps, "global_batch": plan.batch_size * size,
+               "bytes_per_step": bytes_per_step, "resumed_from_step": position.global_step,
                "test_loss": test_loss, "test_accuracy": test_acc, "train_seconds": train_seconds,
-               "history": history}
+               "bundle": str(bundle), "history": history}
     (run_dir / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
     return metrics
+
+
+def _previous_history(run_dir: Path) -> list[dict]:
+    path = run_dir / "history.json"
+    return json.loads(path.read_text()) if path.is_file() else []
 
 
 def main(argv: list[str] | None = None) -> int:

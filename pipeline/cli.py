@@ -32,6 +32,13 @@ def _parser() -> argparse.ArgumentParser:
     prep.add_argument("--workers", type=int, help="Dask workers: local ones to start (default: one per core); "
                      "with --cluster address, how many to wait for")
     prep.add_argument("--cluster", choices=CLUSTER_KINDS, help="Dask cluster kind (default: cluster.kind)")
+    tr = sub.add_parser("train", parents=[common], help="train on a prepared dataset version with Horovod")
+    tr.add_argument("--dataset", required=True, help="NAME[@VERSION]; no version or @latest = newest")
+    tr.add_argument("--config", help="YAML config whose train section is used; default: the built-in one")
+    tr.add_argument("--workdir", default="dcpipe-work", help="working folder (default: ./dcpipe-work)")
+    tr.add_argument("--np", type=int, help="Horovod ranks (default: one per GPU, else 2)")
+    tr.add_argument("--compression", help="none, fp16, topk:RATIO or powersgd:RANK (default: the config's)")
+    tr.add_argument("--resume", action="store_true", help="continue the dataset's last run from its last checkpoint")
     cfg = sub.add_parser("config", parents=[common], help="print the resolved configuration as YAML")
     cfg.add_argument("--config", help="YAML config to resolve; default: the built-in one")
     ds = sub.add_parser("datasets", help="list, show, diff, verify or gc the stored dataset versions")
@@ -70,6 +77,11 @@ def _dispatch(args: argparse.Namespace) -> int:
         value = getattr(args, flag, None)
         if value is not None and value < 1:
             raise UserError(f"--{flag} must be a positive integer (got {value})")
+    if args.command == "train":
+        from models.train_cmd import train_command
+        train_command(load_config(args.config), args.dataset, args.workdir, np=args.np,
+                      compression=args.compression, resume=args.resume)
+        return 0
     if args.command == "prepare":
         prepared = prepare_only(load_config(args.config), workdir=args.workdir, workers=args.workers,
                                 show_progress=sys.stderr.isatty(), cluster=args.cluster)

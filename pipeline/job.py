@@ -3,13 +3,12 @@ from __future__ import annotations
 
 import json
 import os
-import secrets
 import time
-from datetime import datetime, timezone
 from pathlib import Path
 
-from models.launch import allocation_hosts, default_np, launch
+from models.launch import allocation_hosts, default_np, launch, new_run_dir
 from models.plan import TrainPlan
+from models.train_cmd import plan_for
 from pipeline import store
 from pipeline.cluster import dask_client
 from pipeline.config import JobConfig, dump_yaml
@@ -20,13 +19,6 @@ from pipeline.prepare import Prepared, prepare
 SUMMARY_KEYS = ("run_id", "dataset_version", "n_train", "n_val", "n_test", "n_quarantined",
                 "world_size", "compression", "test_accuracy", "prepare_seconds", "train_seconds",
                 "wall_seconds")
-
-
-def _new_run_dir(workdir: Path) -> Path:
-    run_id = datetime.now(timezone.utc).strftime("%Y%m%d-%H%M%S-") + secrets.token_hex(2)
-    run_dir = workdir / "runs" / run_id
-    run_dir.mkdir(parents=True)
-    return run_dir
 
 
 def format_summary(summary: dict) -> str:
@@ -88,13 +80,7 @@ def train_plan(cfg: JobConfig, prepared: Prepared, run_dir: Path) -> TrainPlan:
     if prepared.manifest["config"]["schema"] != cfg.to_dict()["schema"]:
         raise UserError(f"{prepared.ref.path}: dataset {prepared.ref} was prepared with another schema "
                         "than this config's; train with the config it was prepared with")
-    return TrainPlan(store=str(prepared.ref.data_path), dataset_version=str(prepared.ref),
-                     ranges=prepared.manifest["ranges"], image_shape=list(cfg.schema.image_shape),
-                     n_classes=len(cfg.schema.labels), run_dir=str(run_dir), network=cfg.train.network,
-                     epochs=cfg.train.epochs, batch_size=cfg.train.batch_size,
-                     learning_rate=cfg.train.learning_rate, compression=cfg.train.compression,
-                     threads_per_rank=cfg.train.threads_per_rank, shuffle_buffer=cfg.train.shuffle_buffer,
-                     seed=cfg.seed)
+    return plan_for(cfg, prepared.ref, run_dir)
 
 
 def run(config: JobConfig | None = None, workdir: str | Path = "dcpipe-work", workers: int | None = None,
@@ -118,7 +104,7 @@ def run(config: JobConfig | None = None, workdir: str | Path = "dcpipe-work", wo
         except ValueError as exc:
             raise UserError(f"--hosts slurm: {exc}; give --hosts node1:N,... outside SLURM") from None
     workdir = _workdir(workdir)
-    run_dir = _new_run_dir(workdir)
+    run_dir = new_run_dir(workdir)
     (run_dir / "config.yaml").write_text(dump_yaml(cfg))
     log(f"Run {run_dir.name} in {workdir}")
 

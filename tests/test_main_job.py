@@ -48,7 +48,7 @@ def test_both_ranks_trained_and_rank0_checkpointed(finished):
     log = (run_dir / "train.log").read_text()
     assert "[train] 2 rank(s) on CPU" in log
     assert "[1]<" in log                                # rank 1's output is there too
-    assert (run_dir / "checkpoints" / "epoch-001.keras").is_file()
+    assert (run_dir / "checkpoints" / "step-000000015" / "state.json").is_file()  # 480 per rank / 32
 
 
 def test_exported_model_predicts_without_horovod(finished):

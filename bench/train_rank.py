@@ -1,0 +1,40 @@
+"""One rank of the scaling benchmark (run by bench/training.py under horovodrun): time training
+steps of the CNN fed by the Zarr loader through models.train's step function."""
+import json
+import sys
+import time
+
+import horovod.tensorflow as hvd
+import keras
+import tensorflow as tf
+
+from models import compression, data, networks, train
+
+
+def main(store: str, start: int, stop: int, steps: int, out: str) -> None:
+    hvd.init()
+    tf.config.threading.set_intra_op_parallelism_threads(1)
+    tf.config.threading.set_inter_op_parallelism_threads(1)
+    loader = data.ZarrLoader(data.LoaderSpec(store=store, split_range=(start, stop), batch_size=64,
+                                             rank=hvd.rank(), world=hvd.size(), read_threads=1))
+    model = networks.build("cnn", (28, 28, 1), 10)
+    optimizer = keras.optimizers.Adam(1e-3)
+    optimizer.build(model.trainable_variables)
+    compressor = compression.parse("none")
+    train._broadcast_state(model, optimizer)
+    step = train._step_function(model, optimizer, compressor)
+    batches = iter(loader.stream(0, 0, 100))
+    for _ in range(5):                       # warm up: tracing, first reads
+        step(*next(batches))
+    t0 = time.perf_counter()
+    for _ in range(steps):
+        loss, _ = step(*next(batches))
+    float(loss)
+    seconds = time.perf_counter() - t0
+    if hvd.rank() == 0:
+        with open(out, "w") as fh:
+            json.dump({"world": hvd.size(), "seconds": seconds, "samples_per_s": steps * 64 * hvd.size() / seconds}, fh)
+
+
+if __name__ == "__main__":
+    main(sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4]), sys.argv[5])

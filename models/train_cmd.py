@@ -1,0 +1,96 @@
+"""``dcpipe train``: train on a stored dataset version with Horovod, resuming when asked.
+
+The dataset is ``NAME[@VERSION]`` under ``<workdir>/datasets``; without a version (or with
+``@latest``) the version whose manifest was created last is used. A run lives in
+``<workdir>/runs/<run-id>``; ``--resume`` continues the newest run of that dataset version from its
+last checkpoint.
+"""
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import replace
+from datetime import datetime
+from pathlib import Path
+
+from models.launch import default_np, launch, new_run_dir
+from models.plan import TrainPlan
+from pipeline.config import COMPRESSION_PATTERN, JobConfig, dump_yaml
+from pipeline.errors import UserError
+from pipeline.store import DatasetRef
+
+
+def resolve_dataset(spec: str, root: Path) -> DatasetRef:
+    """``NAME``, ``NAME@latest`` or ``NAME@VERSION`` -> an existing version under ``root``."""
+    name, _, version = spec.partition("@")
+    if version and version != "latest":
+        ref = DatasetRef(root=root, name=name, version=version)
+        if not ref.exists():
+            raise UserError(f"--dataset {spec}: no version {version!r} in {root / name}; "
+                            f"choose one of {_versions(root, name) or 'none (run `dcpipe prepare`)'}")
+        return ref
+    DatasetRef(root=root, name=name, version="latest")  # validates the name
+    versions = _versions(root, name)
+    if not versions:
+        raise UserError(f"--dataset {spec}: no prepared versions in {root / name}; "
+                        "run `dcpipe prepare` first or check --workdir")
+    refs = [DatasetRef(root=root, name=name, version=v) for v in versions]
+    return max(refs, key=lambda r: datetime.fromisoformat(r.manifest()["created"]))
+
+
+def _versions(root: Path, name: str) -> list[str]:
+    folder = root / name
+    return sorted(p.name for p in folder.iterdir() if (p / "manifest.json").is_file()) if folder.is_dir() else []
+
+
+def transform_of(manifest: dict) -> dict:
+    """The feature transform a raw record needs before the network: the stored pixel scaling."""
+    schema = manifest["config"]["schema"]
+    return {"kind": "pixel_scale", "value_min": schema["value_min"], "value_max": schema["value_max"],
+            "image_shape": list(schema["image_shape"]), "n_fields": schema["n_fields"],
+            "label_column": schema["label_column"], "labels": list(schema["labels"])}
+
+
+def plan_for(cfg: JobConfig, ref: DatasetRef, run_dir: Path, resume: bool = False) -> TrainPlan:
+    """The training plan of ``cfg.train`` on dataset version ``ref``."""
+    manifest, t = ref.manifest(), cfg.train
+    schema = manifest["config"]["schema"]
+    return TrainPlan(store=str(ref.data_path), dataset_version=str(ref), ranges=manifest["ranges"],
+                     image_shape=list(schema["image_shape"]), n_classes=len(schema["labels"]),
+                     run_dir=str(run_dir), network=t.network, epochs=t.epochs, batch_size=t.batch_size,
+                     learning_rate=t.learning_rate, compression=t.compression,
+                     threads_per_rank=t.threads_per_rank, shuffle_buffer=t.shuffle_buffer,
+                     read_threads=t.read_threads, checkpoint_every=t.checkpoint_every, resume=resume,
+                     seed=cfg.seed, transform=transform_of(manifest))
+
+
+def _last_run(workdir: Path, ref: DatasetRef) -> Path | None:
+    """The newest run directory that trained on ``ref``."""
+    runs = []
+    for plan_path in (workdir / "runs").glob("*/train_plan.json"):
+        if json.loads(plan_path.read_text()).get("dataset_version") == str(ref):
+            runs.append(plan_path.parent)
+    return max(runs, key=lambda p: p.name) if runs else None
+
+
+def train_command(cfg: JobConfig, dataset: str, workdir: str | Path, np: int | None = None,
+                  compression: str | None = None, resume: bool = False, log=print) -> dict:
+    """Train on ``dataset``; return rank 0's metrics (also in ``runs/<id>/metrics.json``)."""
+    if compression is not None:
+        if not re.match(COMPRESSION_PATTERN, compression):
+            raise UserError(f"--compression {compression!r} is not one of none, fp16, topk:RATIO "
+                            "(0 < RATIO <= 1) or powersgd:RANK (RANK >= 1); e.g. --compression topk:0.01")
+        cfg = cfg.with_overrides(train={"compression": compression})
+    workdir = Path(workdir).resolve()
+    ref = resolve_dataset(dataset, workdir / "datasets")
+    run_dir = _last_run(workdir, ref) if resume else None
+    if resume and run_dir is None:
+        raise UserError(f"--resume: no earlier run on {ref} in {workdir / 'runs'}; run without --resume first")
+    if run_dir is None:
+        run_dir = new_run_dir(workdir)
+        (run_dir / "config.yaml").write_text(dump_yaml(cfg))
+        plan = plan_for(cfg, ref, run_dir)
+    else:  # the run goes on as it was planned; only the checkpoint is new
+        plan = replace(TrainPlan.load(run_dir / "train_plan.json"), resume=True)
+    log(f"Training on {ref} in {run_dir}" + (" (resuming from its last checkpoint)" if resume else ""))
+    return launch(plan, np or cfg.train.np or default_np(), log=log)

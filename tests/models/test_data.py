@@ -1,0 +1,80 @@
+"""The Zarr loader on a tiny real store: balanced, reshuffled per epoch, exactly resumable."""
+import numpy as np
+import pytest
+import zarr
+
+from models import data
+
+
+@pytest.fixture
+def store(tmp_path):
+    """203 samples of 4x4x1 whose pixels all equal the sample's index; chunks of 16 rows."""
+    n = 203
+    group = zarr.open_group(tmp_path / "data.zarr", mode="w", zarr_format=3)
+    image = group.create_array("image", shape=(n, 4, 4, 1), chunks=(16, 4, 4, 1), dtype="float32")
+    image[:] = np.broadcast_to(np.arange(n, dtype="float32")[:, None, None, None], (n, 4, 4, 1))
+    label = group.create_array("label", shape=(n,), chunks=(16,), dtype="int16")
+    label[:] = np.arange(n) % 10
+    return str(tmp_path / "data.zarr")
+
+
+def _ids(loader, epoch, start_step=0):
+    return [x[:, 0, 0, 0].astype(int) for x, _ in loader.batches(epoch, start_step)]
+
+
+def _loader(store, rank=0, world=2, **kw):
+    spec = {"store": store, "split_range": (3, 200), "batch_size": 8, "rank": rank, "world": world,
+            "shuffle_buffer": 40, "seed": 1, "read_threads": 2, **kw}
+    return data.ZarrLoader(data.LoaderSpec(**spec))
+
+
+def test_ranks_get_equal_steps_and_disjoint_samples(store):
+    ids = [np.concatenate(_ids(_loader(store, rank=r), epoch=0)) for r in range(2)]
+    loader = _loader(store)
+    assert loader.steps_per_epoch == (197 // 2) // 8 == 12
+    assert [len(i) for i in ids] == [12 * 8, 12 * 8]
+    assert not set(ids[0]) & set(ids[1])
+    assert all(3 <= i < 200 for i in np.concatenate(ids))
+
+
+def test_labels_travel_with_their_images(store):
+    for x, y in _loader(store).batches(0):
+        np.testing.assert_array_equal(y, x[:, 0, 0, 0].astype(int) % 10)
+        assert y.dtype == np.int32
+
+
+def test_order_is_reshuffled_every_epoch_but_reproducible(store):
+    loader = _loader(store)
+    first, again, second = (np.concatenate(_ids(loader, e)) for e in (0, 0, 1))
+    np.testing.assert_array_equal(first, again)
+    assert not np.array_equal(first, second)
+
+
+@pytest.mark.parametrize("start_step", [1, 5, 11])   # inside the first window, later, the last step
+def test_starting_mid_epoch_gives_the_rest_of_the_same_epoch(store, start_step):
+    loader = _loader(store)
+    full, resumed = _ids(loader, 2), _ids(loader, 2, start_step)
+    assert len(resumed) == len(full) - start_step
+    for a, b in zip(full[start_step:], resumed):
+        np.testing.assert_array_equal(a, b)
+
+
+def test_tf_dataset_yields_exactly_the_steps_left(store):
+    loader = _loader(store)
+    batches = list(loader.epoch(0, start_step=4))
+    assert len(batches) == loader.steps_per_epoch - 4
+    assert tuple(batches[0][0].shape) == (8, 4, 4, 1)
+
+
+def test_eval_ranges_cover_the_split_once():
+    parts = [data.eval_range((10, 111), r, 3) for r in range(3)]
+    assert parts == [(10, 43), (43, 76), (76, 111)]
+
+
+def test_a_stream_over_epochs_is_the_epochs_one_after_another(store):
+    loader = _loader(store)
+    streamed = [x.numpy()[:, 0, 0, 0].astype(int) for x, _ in loader.stream(1, start_step=3, end_epoch=3)]
+    expected = _ids(loader, 1, 3) + _ids(loader, 2)
+    assert len(streamed) == len(expected) == 2 * loader.steps_per_epoch - 3
+    for a, b in zip(streamed, expected):
+        np.testing.assert_array_equal(a, b)
