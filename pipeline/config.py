@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from pipeline.errors import UserError
 
@@ -66,11 +66,25 @@ class SplitConfig(_Section):
         return self
 
 
+def _default_augment_ops() -> list[dict]:
+    """MNIST-safe defaults: small rotation, shift and noise; no flips (digits are not mirror-invariant)."""
+    return [{"op": "rotate", "max_degrees": 10.0}, {"op": "shift", "max_pixels": 2},
+            {"op": "gaussian_noise", "std": 0.02}]
+
+
 class AugmentConfig(_Section):
-    copies: int = Field(2, ge=0, le=16, description="augmented copies of each train image")
-    max_shift: int = Field(2, ge=0, description="largest shift in pixels, each axis")
-    max_rotation: float = Field(10.0, ge=0, le=180, description="largest rotation in degrees")
-    noise_std: float = Field(0.02, ge=0, description="std of gaussian noise on [0, 1] pixels")
+    copies: int = Field(2, ge=0, le=16, description="augmented copies of each train sample")
+    ops: list[dict] = Field(default_factory=_default_augment_ops,
+                            description="ops applied in order to each copy; see docs/features.md")
+
+    @field_validator("ops")
+    @classmethod
+    def _ops_are_registered(cls, ops: list[dict]) -> list[dict]:
+        from pipeline.augment.registry import build_all  # late: the ops import this module's package
+        try:
+            return [op.to_dict() for op in build_all(ops)]
+        except ValueError as exc:  # the error path already names augment.ops
+            raise ValueError(str(exc).removeprefix("augment.ops").lstrip(": ")) from None
 
 
 class StoreConfig(_Section):
