@@ -87,6 +87,32 @@ class AugmentConfig(_Section):
             raise ValueError(str(exc).removeprefix("augment.ops").lstrip(": ")) from None
 
 
+class FeaturesConfig(_Section):
+    """Column groups for ``pipeline.transforms.FeatureTransform``; read with ``FeaturesConfig.model_validate``.
+
+    Not yet a section of ``JobConfig``: the default MNIST job scales pixels in ``pipeline.features``.
+    """
+
+    groups: list[dict] = Field(default_factory=list,
+                               description="[{kind: standard, name: num, columns: [a, b]}, ...]; see docs/features.md")
+
+    @field_validator("groups")
+    @classmethod
+    def _groups_are_registered(cls, groups: list[dict]) -> list[dict]:
+        from pipeline.transforms.base import build  # late: transforms are a layer above config
+        built = [build(g, f"[{i}]") for i, g in enumerate(groups)]
+        names = [t.name for t in built]
+        dup = next((n for n in names if names.count(n) > 1), None)
+        if dup is not None:
+            raise ValueError(f"group name {dup!r} is used twice; give each group its own name")
+        return [{k: v for k, v in t.to_dict().items() if k != "state"} for t in built]
+
+    def build(self) -> list:
+        """Unfitted transforms, in order."""
+        from pipeline.transforms.base import build
+        return [build(g, f"features.groups[{i}]") for i, g in enumerate(self.groups)]
+
+
 class StoreConfig(_Section):
     chunk_rows: int = Field(512, gt=0, description="samples per Zarr chunk along the sample axis")
     codec: Literal["zstd", "blosc-lz4", "none"] = "zstd"
