@@ -101,3 +101,22 @@ def test_zero_copies_is_identity():
     ds = _dataset()
     out = augment_train(ds, 60, AugmentConfig(copies=0), seed=0, chunk_rows=16)
     xr.testing.assert_identical(out.compute(), ds.compute())
+
+
+def test_prepare_records_the_ops_in_the_manifest_and_augments_only_train(small_csv, tmp_path):
+    from pipeline.cluster import local_client
+    from pipeline.prepare import prepare
+    from tests.conftest import small_config
+
+    ops = [{"op": "crop_resize", "min_scale": 0.9}, {"op": "brightness_contrast", "brightness": 0.05}]
+    cfg = small_config(small_csv, augment={"copies": 2, "ops": ops}, cluster={"workers": 1})
+    with local_client(cfg.cluster, log=lambda *_: None) as client:
+        result = prepare(cfg, tmp_path / "datasets", client, log=lambda *_: None, show_progress=False)
+    m = result.manifest
+    assert m["augmentations"] == {"copies": 2, "ops": [{"op": "crop_resize", "min_scale": 0.9},
+                                                       {"op": "brightness_contrast", "brightness": 0.05,
+                                                        "contrast": 0.1}]}
+    ds = xr.open_zarr(result.ref.data_path)
+    train_end = m["ranges"]["train"][1]
+    assert train_end == 3 * m["n_train"] and int(ds["augmented"].sum()) == 2 * m["n_train"]
+    assert not ds["augmented"][train_end:].any()
