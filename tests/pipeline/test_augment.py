@@ -120,3 +120,6 @@ def test_prepare_records_the_ops_in_the_manifest_and_augments_only_train(small_c
     train_end = m["ranges"]["train"][1]
     assert train_end == 3 * m["n_train"] and int(ds["augmented"].sum()) == 2 * m["n_train"]
     assert not ds["augmented"][train_end:].any()
+    # the fitted image transform is stored with the version, as JSON in the Zarr attributes
+    from pipeline.transforms import FeatureTransform
+    assert FeatureTransform.from_json(ds.attrs["features"]).transforms[0].kind == "pixels"

@@ -3,6 +3,7 @@ import dataclasses
 
 import numpy as np
 import pytest
+from hypothesis import given, settings, strategies as st
 
 from pipeline.augment import BlockOp, SampleOp, build, names, register
 from pipeline.augment.registry import build_all
@@ -124,3 +125,18 @@ def test_config_round_trips_ops_with_their_defaults_filled_in():
     cfg = parse_config({"augment": {"ops": [{"op": "flip"}]}})
     assert cfg.augment.ops == [{"op": "flip", "horizontal": 0.5, "vertical": 0.0}]
     assert [op.to_dict() for op in build_all(cfg.augment.ops)] == cfg.augment.ops
+
+
+@settings(max_examples=60, deadline=None)
+@given(ids=st.lists(st.integers(1, 50), min_size=0, max_size=12), pad=st.integers(0, 6),
+       seed=st.integers(0, 2**32 - 1))
+def test_text_ops_on_padded_rows_keep_length_padding_and_tokens(ids, pad, seed):
+    row = np.array(ids + [0] * pad, dtype=np.int32)
+    for spec in ({"op": "random_deletion", "p": 0.5}, {"op": "random_swap", "n_swaps": 3}):
+        out = build(spec)(row, _rng(seed))
+        real = out[out != 0]
+        assert out.shape == row.shape and out.dtype == row.dtype
+        assert (out[len(real):] == 0).all()                      # padding stays at the end
+        assert set(real.tolist()) <= set(ids) and (len(real) >= 1 or not ids)  # never emptied
+    swapped = build({"op": "random_swap", "n_swaps": 3})(row, _rng(seed))
+    assert sorted(swapped.tolist()) == sorted(row.tolist())
