@@ -9,6 +9,7 @@ work on one modality, and change the dataset variable of that modality (``VARIAB
 from __future__ import annotations
 
 import dataclasses
+import itertools
 
 import dask.array as da
 import numpy as np
@@ -23,25 +24,15 @@ VARIABLES = {"image": "image", "text": "tokens", "tabular": "features"}
 
 def apply_ops(block: np.ndarray, ops: list[Op], rng: np.random.Generator) -> np.ndarray:
     """One augmented copy of ``block``: runs of sample ops go sample by sample, block ops whole."""
-    out, i = block, 0
-    while i < len(ops):
-        if isinstance(ops[i], SampleOp):
-            run = _takewhile_sample(ops[i:])
+    out = block
+    for per_sample, run in itertools.groupby(ops, key=lambda op: isinstance(op, SampleOp)):
+        run = list(run)
+        if per_sample:
             out = np.stack([_chain(sample, run, rng) for sample in out]) if len(out) else out
-            i += len(run)
         else:
-            out = ops[i].apply_block(out, rng)
-            i += 1
+            for op in run:
+                out = op.apply_block(out, rng)
     return out
-
-
-def _takewhile_sample(ops: list[Op]) -> list[Op]:
-    run = []
-    for op in ops:
-        if not isinstance(op, SampleOp):
-            break
-        run.append(op)
-    return run
 
 
 def _chain(sample: np.ndarray, ops: list[SampleOp], rng: np.random.Generator) -> np.ndarray:

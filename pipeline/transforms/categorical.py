@@ -30,7 +30,7 @@ class _Categorical(Transform):
         check(self.max_categories is None or self.max_categories >= 1,
               f"max_categories must be >= 1 or null (got {self.max_categories!r})")
 
-    def fit_state(self, frame):
+    def fit_state(self, frame: dd.DataFrame) -> dict:
         counts = dask.compute(*[frame[c].map_partitions(_as_text, meta=(c, "string")).value_counts()
                                 for c in self.columns])
         return {"categories": {c: _keep(n, self.min_frequency, self.max_categories)
