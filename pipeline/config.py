@@ -71,11 +71,51 @@ class SplitConfig(_Section):
         return self
 
 
+def _default_augment_ops() -> list[dict]:
+    """MNIST-safe defaults: small rotation, shift and noise; no flips (digits are not mirror-invariant)."""
+    return [{"op": "rotate", "max_degrees": 10.0}, {"op": "shift", "max_pixels": 2},
+            {"op": "gaussian_noise", "std": 0.02}]
+
+
 class AugmentConfig(_Section):
-    copies: int = Field(2, ge=0, le=16, description="augmented copies of each train image")
-    max_shift: int = Field(2, ge=0, description="largest shift in pixels, each axis")
-    max_rotation: float = Field(10.0, ge=0, le=180, description="largest rotation in degrees")
-    noise_std: float = Field(0.02, ge=0, description="std of gaussian noise on [0, 1] pixels")
+    copies: int = Field(2, ge=0, le=16, description="augmented copies of each train sample")
+    ops: list[dict] = Field(default_factory=_default_augment_ops,
+                            description="ops applied in order to each copy; see docs/features.md")
+
+    @field_validator("ops")
+    @classmethod
+    def _ops_are_registered(cls, ops: list[dict]) -> list[dict]:
+        from pipeline.augment.registry import build_all  # late: the ops import this module's package
+        try:
+            return [op.to_dict() for op in build_all(ops)]
+        except ValueError as exc:  # the error path already names augment.ops
+            raise ValueError(str(exc).removeprefix("augment.ops").lstrip(": ")) from None
+
+
+class FeaturesConfig(_Section):
+    """Column groups for ``pipeline.transforms.FeatureTransform``; read with ``FeaturesConfig.model_validate``.
+
+    Not yet a section of ``JobConfig``: the default MNIST job scales pixels in ``pipeline.features``.
+    """
+
+    groups: list[dict] = Field(default_factory=list,
+                               description="[{kind: standard, name: num, columns: [a, b]}, ...]; see docs/features.md")
+
+    @field_validator("groups")
+    @classmethod
+    def _groups_are_registered(cls, groups: list[dict]) -> list[dict]:
+        from pipeline.transforms.base import build  # late: transforms are a layer above config
+        built = [build(g, f"[{i}]") for i, g in enumerate(groups)]
+        names = [t.name for t in built]
+        dup = next((n for n in names if names.count(n) > 1), None)
+        if dup is not None:
+            raise ValueError(f"group name {dup!r} is used twice; give each group its own name")
+        return [{k: v for k, v in t.to_dict().items() if k != "state"} for t in built]
+
+    def build(self) -> list:
+        """Unfitted transforms, in order."""
+        from pipeline.transforms.base import build
+        return [build(g, f"features.groups[{i}]") for i, g in enumerate(self.groups)]
 
 
 class StoreConfig(_Section):

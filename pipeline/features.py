@@ -1,5 +1,9 @@
 """Features: a deterministic stratified split, then typed rows become an image ``xr.Dataset``.
 
+The images come from the fitted ``pixels`` transform of ``pipeline.transforms``; its JSON is kept
+in the dataset's ``features`` attribute, so serving applies the very same transform to raw rows:
+``FeatureTransform.from_json(xr.open_zarr(store).attrs["features"]).transform(records)``.
+
 The split of a row depends only on (seed, source file, line number) and its label, never on how
 the data is partitioned: each row gets a 64-bit hash, rows of a class are ranked by that hash, and
 the first ``train`` fraction of each class goes to train, the next ``val`` to val, the rest to test.
@@ -14,7 +18,8 @@ import pandas as pd
 import xarray as xr
 from dask import delayed
 
-from pipeline.config import JobConfig, SplitConfig
+from pipeline.config import FeaturesConfig, JobConfig, SchemaConfig, SplitConfig
+from pipeline.transforms import FeatureTransform
 
 SPLITS = ("train", "val", "test")
 
@@ -86,24 +91,34 @@ def assign_split(rows: dd.DataFrame, cfg: SplitConfig, seed: int) -> dd.DataFram
     return rows.drop(columns=["order"])
 
 
+def pixel_columns(schema: SchemaConfig) -> list[str]:
+    """Names of the pixel columns of a validated row: ``p0`` .. ``p<n_fields - 2>``."""
+    return [f"p{i}" for i in range(schema.n_fields - 1)]
+
+
+def image_features(schema: SchemaConfig) -> FeaturesConfig:
+    """The image transform of the main job: pixels scaled from the schema's range to [0, 1]."""
+    return FeaturesConfig(groups=[{
+        "kind": "pixels", "name": "image", "columns": pixel_columns(schema), "shape": list(schema.image_shape),
+        "value_min": schema.value_min, "value_max": schema.value_max}])
+
+
 def to_dataset(rows: dd.DataFrame, lengths: tuple[int, ...], cfg: JobConfig,
                sources: list[str]) -> xr.Dataset:
     """Image dataset over a ``sample`` dimension; pixels scaled to [0, 1] as float32.
 
     ``lengths`` are the known partition lengths of ``rows`` (the job persists rows to learn them).
+    The fitted image transform is kept as JSON in the ``features`` attribute.
     """
     schema = cfg.schema
-    pixel_cols = [c for c in rows.columns if c.startswith("p") and c[1:].isdigit()]
     chunks = (tuple(lengths),)
-    raw = rows[pixel_cols].to_dask_array(lengths=list(lengths))
-    h, w, c = schema.image_shape
-    scale = np.float32(1.0 / (schema.value_max - schema.value_min))
-    images = ((raw.astype("float32") - np.float32(schema.value_min)) * scale).reshape(-1, h, w, c)
+    fitted = FeatureTransform.fit(rows, image_features(schema))
+    images = fitted.transform_dask(rows, lengths)["image"]
     col = lambda name, dtype: rows[name].to_dask_array(lengths=list(lengths)).astype(dtype)  # noqa: E731
     source_index = rows["source"].map({s: i for i, s in enumerate(sources)}, meta=("source", "int32"))
     ds = xr.Dataset(
         {
-            "image": (("sample", "height", "width", "channel"), images.rechunk({0: chunks[0]})),
+            "image": (("sample", "height", "width", "channel"), images),
             "label": ("sample", col("label", "int16")),
             "split": ("sample", col("split", "int8"),
                       {"flag_values": [0, 1, 2], "flag_meanings": " ".join(SPLITS)}),
@@ -112,6 +127,7 @@ def to_dataset(rows: dd.DataFrame, lengths: tuple[int, ...], cfg: JobConfig,
             "source_line": ("sample", col("line", "int64")),
             "augmented": ("sample", da.zeros(sum(lengths), dtype=bool, chunks=chunks)),
         },
-        attrs={"dataset": cfg.dataset.name, "label_names": [str(v) for v in schema.labels]},
+        attrs={"dataset": cfg.dataset.name, "label_names": [str(v) for v in schema.labels],
+               "features": fitted.to_json()},
     )
     return ds

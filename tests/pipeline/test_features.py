@@ -64,3 +64,23 @@ def test_to_dataset_scales_pixels_and_keeps_provenance(small_csv):
     np.testing.assert_allclose(ds["image"][0].values.ravel() * 255, np.array(raw[:-1], float), atol=1e-3)
     assert int(ds["label"][0]) == int(raw[-1])
     assert set(np.unique(ds["source_file"])) == {0}
+
+
+def test_stored_images_equal_the_serving_transform_of_the_raw_records(small_csv):
+    from pipeline.transforms import FeatureTransform
+
+    cfg = JobConfig().with_overrides(source={"path": str(small_csv)})
+    records = ingest.read_records(cfg.source).repartition(npartitions=3)
+    rows = features.assign_split(validate(records, cfg.schema).rows, cfg.split, cfg.seed)
+    with dask.config.set(scheduler="sync"):
+        rows = rows.persist()
+        lengths = tuple(rows.map_partitions(len).compute())
+        ds = features.to_dataset(rows, lengths, cfg, [small_csv.name]).compute()
+    # serving: the JSON kept with the dataset, applied to raw CSV records read with plain pandas
+    served = FeatureTransform.from_json(ds.attrs["features"])
+    raw = pd.read_csv(small_csv, header=None, names=features.pixel_columns(cfg.schema) + ["label"])
+    lines = ds["source_line"].values - 1
+    images = served.transform(raw.iloc[lines])["image"]
+    assert images.tobytes() == ds["image"].values.tobytes()
+    one = served.transform(raw.iloc[[lines[7]]])["image"]  # one record online
+    assert one.tobytes() == ds["image"].values[7:8].tobytes()
