@@ -29,8 +29,8 @@ def describe_sources(paths: list[Path]) -> list[dict]:
 def code_hash() -> str:
     """SHA-256 over the pipeline package's source: a change to it makes a new dataset version."""
     digest = hashlib.sha256()
-    for path in sorted(CODE_DIR.glob("*.py")):
-        digest.update(path.name.encode() + b"\0" + path.read_bytes())
+    for path in sorted(CODE_DIR.rglob("*.py")):
+        digest.update(str(path.relative_to(CODE_DIR)).encode() + b"\0" + path.read_bytes())
     return digest.hexdigest()
 
 
