@@ -197,11 +197,11 @@ class JobConfig(_Section):
     def to_dict(self) -> dict:
         return self.model_dump(mode="json", by_alias=True)
 
-    def with_overrides(self, **sections: dict) -> "JobConfig":
-        """A copy with some fields replaced, e.g. ``with_overrides(train={"np": 4})``; validated."""
+    def with_overrides(self, **sections) -> "JobConfig":
+        """A validated copy with fields replaced: ``with_overrides(train={"np": 4}, seed=1)``."""
         merged = self.to_dict()
         for section, fields in sections.items():
-            merged[section] = {**merged[section], **fields}
+            merged[section] = {**merged[section], **fields} if isinstance(fields, dict) else fields
         return parse_config(merged, origin="overrides")
 
 

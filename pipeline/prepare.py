@@ -54,6 +54,19 @@ def _report(ref: store.DatasetRef, rows, manifest: dict, cfg: JobConfig, client:
     return built
 
 
+def _nothing_valid(quarantine, n_in: int, cfg: JobConfig) -> UserError:
+    """The error when every record was quarantined, explained by the first bad record."""
+    if n_in == 0:
+        return UserError(f"{cfg.source.path}: the source holds no records; give a non-empty CSV")
+    first = quarantine.head(1, npartitions=-1).iloc[0]
+    detail = f"{first['reason']}"
+    if first["reason"] == "wrong_field_count":
+        found = len(str(first["raw"]).split(cfg.source.delimiter))
+        detail += f": line {first['line']} has {found} fields, expected schema.n_fields = {cfg.schema.n_fields}"
+    return UserError(f"{first['source']}: all {n_in} records were quarantined (e.g. {detail}); "
+                     "fix the file or set source/schema in the config to match it")
+
+
 def prepare(cfg: JobConfig, root: Path, client: Client, log=print, show_progress: bool = True) -> Prepared:
     """Prepare (or find, when its content version exists) the dataset version for ``cfg``."""
     start = time.perf_counter()
@@ -82,8 +95,7 @@ def prepare(cfg: JobConfig, root: Path, client: Client, log=print, show_progress
     n_split = {name: int(per_split.get(i, 0)) for i, name in enumerate(features.SPLITS)}
     n_out = sum(lengths)
     if n_out == 0:
-        raise UserError(f"{cfg.source.path}: no valid rows among {n_in} records; "
-                        f"see the quarantine reasons and check source.delimiter and schema")
+        raise _nothing_valid(quarantine, n_in, cfg)
     ds = features.to_dataset(rows, lengths, cfg, [s["name"] for s in sources])
     ds = augment.augment_train(ds, n_split["train"], cfg.augment, cfg.seed, cfg.store.chunk_rows)
     n_train_stored = n_split["train"] * (1 + cfg.augment.copies)
