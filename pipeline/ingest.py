@@ -6,6 +6,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import dask.dataframe as dd
+
 from pipeline.config import SchemaConfig, SourceConfig
 from pipeline.sources import Ingested, read
 from pipeline.sources.files import embedded_mnist_path as _embedded
@@ -16,6 +18,11 @@ def embedded_mnist_path() -> Path:
     return Path(_embedded())
 
 
-def read_records(source: SourceConfig, schema: SchemaConfig) -> Ingested:
+def read_source(source: SourceConfig, schema: SchemaConfig) -> Ingested:
     """Lazy records and the provenance of every input."""
     return read(source, schema)
+
+
+def read_records(source: SourceConfig, schema: SchemaConfig | None = None) -> dd.DataFrame:
+    """Lazy records only (``schema`` defaults to the built-in MNIST one)."""
+    return read(source, schema or SchemaConfig()).records

@@ -73,7 +73,7 @@ def prepare(cfg: JobConfig, root: Path, client: Client, log=print, show_progress
     if cfg.source.kind == "text":
         raise UserError("source.kind: text records have no numeric fields to store; clean them with "
                         "pipeline.clean.clean_text (see docs/ingest.md), or choose a table source")
-    ingested = ingest.read_records(cfg.source, cfg.schema)
+    ingested = ingest.read_source(cfg.source, cfg.schema)
     sources = ingested.inputs
     version = provenance.content_version(sources, cfg.data_part())
     ref = store.DatasetRef(root=root, name=cfg.dataset.name, version=version)

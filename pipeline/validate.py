@@ -24,7 +24,7 @@ REASONS = ("malformed", "wrong_field_count", "not_numeric", "missing_value", "la
 
 @dataclass(frozen=True)
 class ValidateResult:
-    """Lazy outputs: ``rows`` has source, line, raw, label (int16) and ``v0..vN`` (float64, NaN = missing)."""
+    """Lazy outputs: ``rows`` has source, line, raw, label (int16) and ``p0..pN`` (float64, NaN = missing)."""
 
     rows: dd.DataFrame
     quarantine: dd.DataFrame
@@ -57,16 +57,22 @@ def _classify(frame: pd.DataFrame, schema: SchemaConfig) -> pd.DataFrame:
     reason[free & outside] = "out_of_range"
     out = frame.assign(reason=pd.array(reason, dtype="string"),
                        label=codes.fillna(-1).astype("int16"))
-    return out
+    return out.rename(columns=dict(zip(value_names(schema.n_fields - 1), value_columns(schema))))
 
 
-def _classified_meta(meta: pd.DataFrame) -> pd.DataFrame:
-    return meta.assign(label=pd.Series(dtype="int16"))
+def value_columns(schema: SchemaConfig) -> list[str]:
+    """Value columns of validated rows: ``p0..pN`` (float64 until :mod:`pipeline.clean.coerce`)."""
+    return [f"p{i}" for i in range(schema.n_fields - 1)]
+
+
+def _classified_meta(meta: pd.DataFrame, schema: SchemaConfig) -> pd.DataFrame:
+    meta = meta.assign(label=pd.Series(dtype="int16"))
+    return meta.rename(columns=dict(zip(value_names(schema.n_fields - 1), value_columns(schema))))
 
 
 def validate(records: dd.DataFrame, schema: SchemaConfig) -> ValidateResult:
     """Split records into typed rows and quarantined rows (lazy; one pass over each partition)."""
-    classified = records.map_partitions(_classify, schema, meta=_classified_meta(records._meta),
+    classified = records.map_partitions(_classify, schema, meta=_classified_meta(records._meta, schema),
                                         token="validate", enforce_metadata=False)
     valid = classified["reason"].isna()
     rows = classified[valid].drop(columns=["reason"])

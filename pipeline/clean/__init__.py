@@ -15,7 +15,7 @@ from pipeline.clean.missing import handle_missing
 from pipeline.clean.outliers import handle_outliers
 from pipeline.clean.text import clean_text
 from pipeline.config import CleanConfig, SchemaConfig
-from pipeline.sources.base import value_names
+from pipeline.validate import value_columns
 
 
 @dataclass(frozen=True)
@@ -29,7 +29,7 @@ class CleanResult:
 
 def clean(rows: dd.DataFrame, cfg: CleanConfig, schema: SchemaConfig) -> CleanResult:
     """Apply the configured cleaning steps to validated rows (see :mod:`pipeline.validate`)."""
-    columns = value_names(schema.n_fields - 1)
+    columns = value_columns(schema)
     rows, q_missing, imputed = handle_missing(rows, columns, cfg.missing)
     quarantined = [q_missing]
     counts = {"values_imputed": imputed, "duplicates_dropped": 0}

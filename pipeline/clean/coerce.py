@@ -1,4 +1,4 @@
-"""Type coercion: value columns ``v0..vN`` (float64) become the stored ``p0..pN`` in the schema's dtype.
+"""Type coercion: value columns ``p0..pN`` (float64) take the schema's stored dtype; ``raw`` is dropped.
 
 int schemas round (imputed means, clipped bounds) and store uint8 when the range fits, else int32;
 float schemas store float32.
@@ -22,7 +22,7 @@ def _cast(frame: pd.DataFrame, columns: list[str], dtype: np.dtype) -> pd.DataFr
     values = frame[columns].to_numpy()
     if dtype.kind in "iu":
         values = np.rint(values)
-    body = pd.DataFrame(values.astype(dtype), columns=[f"p{i}" for i in range(len(columns))], index=frame.index)
+    body = pd.DataFrame(values.astype(dtype), columns=columns, index=frame.index)
     head = frame.drop(columns=columns + ["raw"])
     return pd.concat([head, body], axis=1)
 

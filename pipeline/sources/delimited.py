@@ -36,6 +36,21 @@ def _numeric_block(table: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
     return values, bad
 
 
+def _fields_table(lines: list[str], delimiter: str, label_pos: int) -> pd.DataFrame:
+    """Lines with the right field count as a table (C parser; plain split if it sees other rows)."""
+    try:
+        table = pd.read_csv(io.StringIO("\n".join(lines)), sep=delimiter, header=None, lineterminator="\n",
+                            quoting=csv.QUOTE_NONE, na_values=[""], keep_default_na=False,
+                            dtype={label_pos: "string"}, engine="c", skip_blank_lines=False)
+        if len(table) == len(lines):
+            return table
+    except (ValueError, pd.errors.ParserError):
+        pass
+    table = pd.DataFrame([ln.split(delimiter) for ln in lines]).replace("", None)
+    table[label_pos] = table[label_pos].astype("string")
+    return table
+
+
 def parse_delimited(lines: list[str], f: InputFile, first: int, *, delimiter: str, n_fields: int,
                     label_pos: int) -> pd.DataFrame:
     """Records from delimited text lines (one partition)."""
@@ -48,9 +63,7 @@ def parse_delimited(lines: list[str], f: InputFile, first: int, *, delimiter: st
     values = np.full((n, n_fields - 1), np.nan)
     idx = np.flatnonzero(ok)
     if len(idx):
-        table = pd.read_csv(io.StringIO("\n".join(raw[ok].tolist())), sep=delimiter, header=None,
-                            quoting=csv.QUOTE_NONE, na_values=[""], keep_default_na=False,
-                            dtype={label_pos: "string"}, engine="c", skip_blank_lines=False)
+        table = _fields_table(raw[ok].tolist(), delimiter, label_pos)
         label_col = table.pop(label_pos).str.strip()
         label[idx] = label_col.to_numpy(dtype=object, na_value=None)
         label[idx[(label_col == "").to_numpy(dtype=bool, na_value=False)]] = None
