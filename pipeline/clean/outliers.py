@@ -19,8 +19,7 @@ def _bounds(rows: dd.DataFrame, columns: list[str], policy: OutlierPolicy):
         mean, std = rows[columns].mean(), rows[columns].std()
         spread = (std * policy.z_threshold).where(std > 0, np.inf)
         return mean - spread, mean + spread
-    q = rows[columns].quantile([0.25, 0.75])
-    q1, q3 = q.iloc[0], q.iloc[1]
+    q1, q3 = rows[columns].quantile(0.25), rows[columns].quantile(0.75)
     iqr = q3 - q1
     return q1 - policy.iqr_factor * iqr, q3 + policy.iqr_factor * iqr
 

@@ -4,7 +4,8 @@ Masks (applied in this order, each match replaced by ``<KIND>``):
 
     email   name@example.org
     ip      IPv4 dotted quads (each part 0-255) and IPv6 with at least three groups
-    phone   +44 20 7946 0958, (555) 123-4567, 555-123-4567: 7-15 digits with separators
+    phone   +44 20 7946 0958, (555) 123-4567, 555-123-4567: 7-15 digits with separators, not a
+            date such as 2024-01-05
     digits  any remaining run of 12 or more digits (card numbers, account numbers)
 """
 from __future__ import annotations
@@ -21,12 +22,13 @@ from pipeline.config import TextPolicy
 _OCTET = r"(?:25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)"
 PATTERNS: dict[str, re.Pattern] = {
     "email": re.compile(r"[A-Za-z0-9._%+-]+@[A-Za-z0-9.-]+\.[A-Za-z]{2,}"),
-    "ip": re.compile(rf"(?<![\d.]){_OCTET}(?:\.{_OCTET}){{3}}(?![\d.])"
+    "ip": re.compile(rf"(?<![\d.]){_OCTET}(?:\.{_OCTET}){{3}}(?!\.?\d)"
                      r"|(?<![:\w])(?:[0-9A-Fa-f]{1,4}:){2,7}[0-9A-Fa-f]{1,4}(?![:\w])"),
     "phone": re.compile(r"(?<![\w+])(?:\+\d{1,3}[ .-]?)?(?:\(\d{2,4}\)[ .-]?)?\d{2,4}(?:[ .-]\d{2,4}){1,3}(?!\w)"),
     "digits": re.compile(r"\d{12,}"),
 }
 ORDER = ("email", "ip", "phone", "digits")
+_DATE = re.compile(r"\d{4}[-.]\d{2}[-.]\d{2}")
 
 
 def _digits(text: str) -> int:
@@ -51,8 +53,8 @@ def mask(text: str, kinds) -> tuple[str, dict[str, int]]:
             continue
         pattern = PATTERNS[kind]
         if kind == "phone":
-            def repl(m):  # a phone number has 7 to 15 digits; shorter groups are dates, amounts
-                if 7 <= _digits(m.group()) <= 15:
+            def repl(m):  # a phone number has 7 to 15 digits and is not an ISO date
+                if 7 <= _digits(m.group()) <= 15 and not _DATE.fullmatch(m.group()):
                     counts["phone"] = counts.get("phone", 0) + 1
                     return "<PHONE>"
                 return m.group()
