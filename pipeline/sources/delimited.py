@@ -106,7 +106,7 @@ def _read(cfg: SourceConfig, schema: SchemaConfig, delimiter: str) -> Ingested:
                     label_pos=schema.label_index(names))
     records = read_lines(files, cfg.blocksize, parse, records_meta(schema.n_fields - 1),
                          skip_header=schema.header)
-    return Ingested(records, [f.describe() for f in files])
+    return Ingested(records, [f.describe(text=True) for f in files])
 
 
 @register("csv")

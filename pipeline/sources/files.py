@@ -1,7 +1,10 @@
 """Paths to files: globs, fsspec URLs and the embedded default, with provenance entries."""
 from __future__ import annotations
 
+import gzip
 import hashlib
+import lzma
+import zlib
 import importlib.resources
 from dataclasses import dataclass
 
@@ -34,13 +37,60 @@ class InputFile:
     def open(self, mode: str = "rb"):
         return self.fs.open(self.path, mode, compression=self.compression)
 
-    def describe(self) -> dict:
+    def describe(self, text: bool = False) -> dict:
+        """Name, size and SHA-256; with ``text``, also check that it decompresses and is UTF-8."""
         digest = hashlib.sha256()
+        check = _TextCheck(self) if text and not self.compression else None
         with self.fs.open(self.path, "rb") as fh:
-            while chunk := fh.read(1 << 20):
+            while chunk := fh.read(1 << 22):
                 digest.update(chunk)
+                if check:
+                    check.feed(chunk)
+        if text and self.compression:
+            check = _TextCheck(self)
+            try:
+                with self.open("rb") as fh:
+                    while chunk := fh.read(1 << 22):
+                        check.feed(chunk)
+            except (EOFError, zlib.error, gzip.BadGzipFile, lzma.LZMAError, OSError) as exc:
+                raise UserError(f"{self.path}: truncated or corrupt {self.compression} file ({exc}); "
+                                "copy it again from its origin") from None
+        if check:
+            check.finish()
         return {"path": self.fs.unstrip_protocol(self.path), "name": self.name, "bytes": self.size,
                 "sha256": digest.hexdigest()}
+
+
+class _TextCheck:
+    """Streaming UTF-8 check that knows the line of the first bad byte."""
+
+    def __init__(self, f: InputFile):
+        self.f, self.line, self.pending, self.n = f, 1, b"", 0
+
+    def feed(self, chunk: bytes) -> None:
+        data = self.pending + chunk
+        self.n += len(chunk)
+        try:
+            data.decode("utf-8")
+            self.pending = b""
+        except UnicodeDecodeError as exc:
+            if exc.reason == "unexpected end of data" and exc.start >= len(data) - 3:
+                self.pending = data[exc.start:]
+                data = data[:exc.start]
+            else:
+                self._fail(data, exc.start)
+        self.line += data.count(b"\n")
+
+    def finish(self) -> None:
+        if self.pending:
+            self._fail(self.pending, 0)
+        if self.n == 0:
+            raise UserError(f"{self.f.path}: file is empty (no lines); remove it from source.path")
+
+    def _fail(self, data: bytes, start: int):
+        line = self.line + data[:start].count(b"\n")
+        raise UserError(f"{self.f.path}:{line}: not valid UTF-8 (byte 0x{data[start]:02x}); "
+                        "re-encode the file as UTF-8")
 
 
 def _names(paths: list[str]) -> list[str]:

@@ -48,5 +48,5 @@ def read_jsonl(cfg: SourceConfig, schema: SchemaConfig) -> Ingested:
     files = resolve(cfg.path)
     records = read_lines(files, cfg.blocksize, partial(parse_jsonl, schema=schema),
                          records_meta(schema.n_fields - 1))
-    return Ingested(records, [f.describe() for f in files])
+    return Ingested(records, [f.describe(text=True) for f in files])
 

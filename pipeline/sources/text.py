@@ -44,4 +44,4 @@ def read_text(cfg: SourceConfig, schema: SchemaConfig) -> Ingested:
         step = cfg.rows_per_partition
         parts = [delayed(_per_file, pure=True)(files[i:i + step]) for i in range(0, len(files), step)]
         records = dd.from_delayed(parts, meta=TEXT_META, verify_meta=False)
-    return Ingested(records, [f.describe() for f in files])
+    return Ingested(records, [f.describe(text=True) for f in files])
