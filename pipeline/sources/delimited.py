@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import csv
 import io
-import re
 from functools import partial
 
 import numpy as np
@@ -23,13 +22,15 @@ from pipeline.sources.lines import read_lines
 
 def _numeric_block(table: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
     """(float64 values, per-row 'has a non-numeric field') from a block read as text where needed."""
+    text_cols = [j for j, name in enumerate(table.columns) if table[name].dtype.kind not in "fiub"]
+    if not text_cols:  # the common case: the C parser read every column as numbers
+        return table.to_numpy(dtype="float64", na_value=np.nan), np.zeros(len(table), dtype=bool)
     values = np.empty(table.shape, dtype="float64")
+    num_cols = [j for j in range(table.shape[1]) if j not in set(text_cols)]
+    values[:, num_cols] = table.iloc[:, num_cols].to_numpy(dtype="float64", na_value=np.nan)
     bad = np.zeros(len(table), dtype=bool)
-    for j, name in enumerate(table.columns):
-        col = table[name]
-        if col.dtype.kind in "fiub":
-            values[:, j] = col.to_numpy(dtype="float64", na_value=np.nan)
-            continue
+    for j in text_cols:
+        col = table.iloc[:, j]
         num = pd.to_numeric(col, errors="coerce").to_numpy(dtype="float64", na_value=np.nan)
         bad |= np.isnan(num) & col.notna().to_numpy()
         values[:, j] = num
@@ -54,16 +55,15 @@ def _fields_table(lines: list[str], delimiter: str, label_pos: int) -> pd.DataFr
 def parse_delimited(lines: list[str], f: InputFile, first: int, *, delimiter: str, n_fields: int,
                     label_pos: int) -> pd.DataFrame:
     """Records from delimited text lines (one partition)."""
-    raw = pd.Series(lines, dtype="string")
-    n = len(raw)
-    ok = (raw.str.count(re.escape(delimiter)) == n_fields - 1).to_numpy(dtype=bool)
+    n = len(lines)
+    ok = np.fromiter((ln.count(delimiter) for ln in lines), dtype=np.int64, count=n) == n_fields - 1
     reason = np.full(n, None, dtype=object)
     reason[~ok] = "wrong_field_count"
     label = np.full(n, None, dtype=object)
     values = np.full((n, n_fields - 1), np.nan)
     idx = np.flatnonzero(ok)
     if len(idx):
-        table = _fields_table(raw[ok].tolist(), delimiter, label_pos)
+        table = _fields_table([lines[i] for i in idx], delimiter, label_pos)
         label_col = table.pop(label_pos).str.strip()
         label[idx] = label_col.to_numpy(dtype=object, na_value=None)
         label[idx[(label_col == "").to_numpy(dtype=bool, na_value=False)]] = None
