@@ -22,10 +22,12 @@ import tempfile
 import time
 from pathlib import Path
 
+import dask.dataframe as dd
 import numpy as np
 import pandas as pd
 
-from pipeline.clean import clean, coerce
+from pipeline.clean import clean
+from pipeline.clean.coerce import _cast, value_dtype
 from pipeline.clean.duplicates import _flags, _hash, _to_drop
 from pipeline.clean.outliers import _mark
 from pipeline.cluster import local_client
@@ -74,7 +76,8 @@ def generate(path: Path, megabytes: int) -> int:
 
 
 def summary(n_in, n_out, reasons: dict, dups, flagged, checksum) -> dict:
-    return {"records_in": int(n_in), "records_out": int(n_out), "quarantined": {k: int(v) for k, v in sorted(reasons.items())},
+    return {"records_in": int(n_in), "records_out": int(n_out),
+            "quarantined": {k: int(v) for k, v in sorted(reasons.items())},
             "duplicates_dropped": int(dups), "outliers_flagged": int(flagged), "checksum": int(checksum)}
 
 
@@ -84,8 +87,6 @@ def run_dask(path: Path, client, blocksize: int) -> dict:
     checked = validate(records, SCHEMA)
     cleaned = clean(checked.rows, CLEAN, SCHEMA)
     rows = cleaned.rows
-    quarantine = pd.concat if False else None
-    import dask.dataframe as dd
     quarantine = dd.concat([checked.quarantine, cleaned.quarantine])
     pcols = value_columns(SCHEMA)
     lazy = [records.map_partitions(len).sum(), rows.map_partitions(len).sum(),
@@ -125,8 +126,6 @@ def run_pandas(path: Path, blocksize: int) -> dict:
     for p in parts:
         marked = _mark(p, pcols, mean - spread, mean + spread, "flag")
         flagged += int(marked["outlier"].sum())
-        out = coerce.__wrapped__(marked, pcols, SCHEMA) if hasattr(coerce, "__wrapped__") else None
-        from pipeline.clean.coerce import _cast, value_dtype
         out = _cast(marked.drop(columns=["n_outlier_values"]), pcols, value_dtype(SCHEMA))
         n_out += len(out)
         checksum += int(out[pcols].sum(axis=1).sum())
@@ -145,7 +144,8 @@ def main() -> None:
     if not path.exists():
         t = time.perf_counter()
         n = generate(path, args.mb)
-        print(f"generated {path} ({path.stat().st_size / 2**20:.0f} MiB, {n} lines) in {time.perf_counter() - t:.0f} s",
+        print(f"generated {path} ({path.stat().st_size / 2**20:.0f} MiB, {n} lines) in "
+              f"{time.perf_counter() - t:.0f} s",
               flush=True)
     blocksize = args.blocksize_mb << 20
     t = time.perf_counter()
@@ -169,7 +169,8 @@ def main() -> None:
           f"CSV {size:.0f} MiB, {pandas_result['records_in']} records; blocks of {args.blocksize_mb} MiB\n")
     print("| side | ingest + clean s | MiB/s | speed-up |\n|---|---|---|---|")
     print(f"| pandas, 1 process | {t_pandas:.1f} | {size / t_pandas:.1f} | 1.00x |")
-    print(f"| Dask, {args.workers} workers x 1 thread | {t_dask:.1f} | {size / t_dask:.1f} | {t_pandas / t_dask:.2f}x |")
+    print(f"| Dask, {args.workers} workers x 1 thread | {t_dask:.1f} | {size / t_dask:.1f} | "
+          f"{t_pandas / t_dask:.2f}x |")
     print(f"\nIdentical results: {same}. Not in the times: cluster start {t_start:.1f} s; provenance pass "
           f"(SHA-256 + UTF-8 check, one process, both sides need it) {t_prov:.1f} s.")
     if not same:

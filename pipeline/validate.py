@@ -22,6 +22,11 @@ REASONS = ("malformed", "wrong_field_count", "not_numeric", "missing_value", "la
            "out_of_range", "outlier", "empty_text")
 
 
+def as_quarantine(rows: dd.DataFrame, reason: str) -> dd.DataFrame:
+    """``rows`` as quarantine records (source, line, raw, reason) with one ``reason``."""
+    return rows[["source", "line", "raw"]].assign(reason=reason).astype({"reason": "string"})
+
+
 @dataclass(frozen=True)
 class ValidateResult:
     """Lazy outputs: ``rows`` has source, line, raw, label (int16) and ``p0..pN`` (float64, NaN = missing)."""

@@ -11,6 +11,7 @@ import pandas as pd
 
 from pipeline.clean._lazy import broadcast
 from pipeline.config import MissingPolicy
+from pipeline.validate import as_quarantine
 
 
 def _fill(frame: pd.DataFrame, columns: list[str], fill) -> pd.DataFrame:
@@ -24,7 +25,7 @@ def handle_missing(rows: dd.DataFrame, columns: list[str], policy: MissingPolicy
     has_missing = rows[columns].isna().any(axis=1)
     n_missing = rows[columns].isna().sum().sum()
     if policy.strategy == "drop":
-        quarantine = rows[has_missing][["source", "line", "raw"]].assign(reason="missing_value").astype({"reason": "string"})
+        quarantine = as_quarantine(rows[has_missing], "missing_value")
         return rows[~has_missing], quarantine, 0
     if policy.strategy == "constant":
         fill = policy.fill_value

@@ -12,6 +12,7 @@ import pandas as pd
 
 from pipeline.clean._lazy import broadcast
 from pipeline.config import OutlierPolicy
+from pipeline.validate import as_quarantine
 
 
 def _bounds(rows: dd.DataFrame, columns: list[str], policy: OutlierPolicy):
@@ -39,11 +40,12 @@ def handle_outliers(rows: dd.DataFrame, columns: list[str], policy: OutlierPolic
     """(rows, quarantined rows, lazy count of outlier rows, lazy count of outlier values)."""
     low, high = _bounds(rows, columns, policy)
     meta = rows._meta.assign(outlier=pd.Series(dtype=bool), n_outlier_values=pd.Series(dtype="int64"))
-    marked = rows.map_partitions(_mark, columns, broadcast(low), broadcast(high), policy.action, meta=meta, token="clean-outliers")
+    marked = rows.map_partitions(_mark, columns, broadcast(low), broadcast(high), policy.action, meta=meta,
+                                 token="clean-outliers")
     n_rows, n_values = marked["outlier"].sum(), marked["n_outlier_values"].sum()
     marked = marked.drop(columns=["n_outlier_values"])
     if policy.action == "drop":
-        quarantine = marked[marked["outlier"]][["source", "line", "raw"]].assign(reason="outlier").astype({"reason": "string"})
+        quarantine = as_quarantine(marked[marked["outlier"]], "outlier")
         return marked[~marked["outlier"]].drop(columns=["outlier"]), quarantine, n_rows, n_values
     empty = rows._meta[["source", "line", "raw"]].assign(reason=pd.Series(dtype="string"))
     kept = marked if policy.action == "flag" else marked.drop(columns=["outlier"])

@@ -18,6 +18,7 @@ import dask.dataframe as dd
 import pandas as pd
 
 from pipeline.config import TextPolicy
+from pipeline.validate import as_quarantine
 
 _OCTET = r"(?:25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)"
 PATTERNS: dict[str, re.Pattern] = {
@@ -92,5 +93,5 @@ def clean_text(records: dd.DataFrame, policy: TextPolicy) -> TextCleanResult:
     masked = {k: done[f"n_{k}"].sum() for k in policy.mask}
     done = done.drop(columns=[f"n_{k}" for k in policy.mask])
     empty = (done["text"].str.len() == 0) if policy.drop_empty else done["text"].isna() & False
-    quarantine = done[empty][["source", "line", "raw"]].assign(reason="empty_text").astype({"reason": "string"})
+    quarantine = as_quarantine(done[empty], "empty_text")
     return TextCleanResult(done[~empty], quarantine, masked)

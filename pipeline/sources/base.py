@@ -39,7 +39,8 @@ def records_meta(n_values: int) -> pd.DataFrame:
     return pd.DataFrame(cols)
 
 
-def make_records(source: str | np.ndarray, line: np.ndarray, raw, reason, label, values: np.ndarray) -> pd.DataFrame:
+def make_records(source: str | np.ndarray, line: np.ndarray, raw, reason, label,
+                 values: np.ndarray) -> pd.DataFrame:
     """Assemble a records partition; ``values`` is an (n, n_values) float64 array."""
     n = len(line)
     head = pd.DataFrame({

@@ -88,7 +88,8 @@ def _check_headers(files: list[InputFile], schema: SchemaConfig, delimiter: str)
     for f in files:
         found = _read_header(f, delimiter)
         if found != expected:
-            diff = next((i for i, (a, b) in enumerate(zip(found, expected)) if a != b), min(len(found), len(expected)))
+            diff = next((i for i, (a, b) in enumerate(zip(found, expected)) if a != b),
+                        min(len(found), len(expected)))
             raise UserError(f"{f.path}:1: header does not match: field {diff + 1} is "
                             f"{(found[diff:diff + 1] or ['<none>'])[0]!r}, expected "
                             f"{(expected[diff:diff + 1] or ['<none>'])[0]!r} ({len(found)} fields, expected "

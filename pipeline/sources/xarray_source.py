@@ -23,7 +23,8 @@ def _open(path: str) -> xr.Dataset:
             return xr.open_zarr(path, chunks={})
         return xr.open_dataset(path, chunks={})
     except (OSError, ValueError, KeyError) as exc:
-        raise UserError(f"{path}: cannot be opened with xarray ({exc}); give a .zarr store or a NetCDF file") from None
+        raise UserError(f"{path}: cannot be opened with xarray ({exc}); "
+                        "give a .zarr store or a NetCDF file") from None
 
 
 def _block(values: np.ndarray, labels: np.ndarray, source: str, first: int):

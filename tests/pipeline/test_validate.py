@@ -2,7 +2,6 @@
 import dask
 import dask.dataframe as dd
 import pandas as pd
-import pytest
 from hypothesis import HealthCheck, given, settings, strategies as st
 
 from pipeline.clean import clean
