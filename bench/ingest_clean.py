@@ -138,6 +138,7 @@ def main() -> None:
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--blocksize-mb", type=int, default=32)
     parser.add_argument("--dir", default=None)
+    parser.add_argument("--memory-limit", default="auto", help="per Dask worker; 0 = no limit, no spilling")
     args = parser.parse_args()
     folder = Path(args.dir or tempfile.mkdtemp(prefix="dcpipe-bench-ingest-"))
     path = folder / f"gen_{args.mb}mb.csv"
@@ -155,7 +156,7 @@ def main() -> None:
     pandas_result = run_pandas(path, blocksize)
     t_pandas = time.perf_counter() - t
     print(f"pandas: {t_pandas:.1f} s {pandas_result}", flush=True)
-    cluster_cfg = ClusterConfig(workers=args.workers, dashboard_address=":0")
+    cluster_cfg = ClusterConfig(workers=args.workers, dashboard_address=":0", memory_limit=args.memory_limit)
     t = time.perf_counter()
     with local_client(cluster_cfg, log=lambda *_: None) as client:
         t_start = time.perf_counter() - t
