@@ -13,7 +13,6 @@ import dask.dataframe as dd
 import numpy as np
 import pandas as pd
 
-from pipeline.clean._lazy import shared
 from pipeline.config import SchemaConfig
 from pipeline.sources.base import value_names
 
@@ -80,7 +79,6 @@ def validate(records: dd.DataFrame, schema: SchemaConfig) -> ValidateResult:
     """Split records into typed rows and quarantined rows (lazy; one pass over each partition)."""
     classified = records.map_partitions(_classify, schema, meta=_classified_meta(records._meta, schema),
                                         token="validate", enforce_metadata=False)
-    classified = shared(classified)
     valid = classified["reason"].isna()
     rows = classified[valid].drop(columns=["reason"])
     quarantine = classified[~valid][["source", "line", "raw", "reason"]]

@@ -1,7 +1,5 @@
-"""Helpers for lazy stages: broadcasting a reduction to every partition; pinning a frame's tasks."""
+"""Passing a lazy reduction (a Dask scalar or small Series) to every partition of a map_partitions."""
 from __future__ import annotations
-
-import dask.dataframe as dd
 
 
 def broadcast(value):
@@ -10,12 +8,3 @@ def broadcast(value):
         parts = value.to_delayed()
         return parts[0] if isinstance(parts, list) and len(parts) == 1 else parts
     return value
-
-
-def shared(frame: dd.DataFrame) -> dd.DataFrame:
-    """The same lazy frame, with its partitions pinned as fixed tasks.
-
-    A frame used by several outputs (rows and quarantine, rows and a count) is otherwise
-    optimised once per output and its partitions computed more than once.
-    """
-    return dd.from_delayed(frame.to_delayed(), meta=frame._meta, verify_meta=False)

@@ -12,8 +12,6 @@ import numpy as np
 import pandas as pd
 from dask import delayed
 
-from pipeline.clean._lazy import shared
-
 
 def _hash(frame: pd.DataFrame, columns: list[str]) -> pd.Series:
     h = pd.util.hash_pandas_object(frame[columns], index=False)
@@ -35,10 +33,8 @@ def _flags(frame: pd.DataFrame, drop: pd.MultiIndex) -> pd.Series:
 
 def drop_duplicates(rows: dd.DataFrame, columns: list[str]):
     """(rows without exact duplicates of ``label`` + ``columns``, lazy count dropped)."""
-    rows = shared(rows)
     h = rows.map_partitions(_hash, ["label", *columns], meta=("h", "uint64"), token="clean-dup-hash")
     keys = rows[["source", "line"]].assign(h=h)
     drop = delayed(_to_drop, name="clean-dup-keys", pure=True)(keys)
-    marked = shared(rows.assign(duplicate=rows.map_partitions(_flags, drop, meta=(None, "bool"),
-                                                              token="clean-dup-flags")))
-    return marked[~marked["duplicate"]].drop(columns=["duplicate"]), marked["duplicate"].sum()
+    flags = rows.map_partitions(_flags, drop, meta=(None, "bool"), token="clean-dup-flags")
+    return rows[~flags], flags.sum()
