@@ -30,18 +30,34 @@ class DatasetConfig(_Section):
                       description="dataset name; versions are stored under datasets/<name>/")
 
 
+SOURCE_KINDS = ("csv", "tsv", "parquet", "jsonl", "text", "images", "sql", "xarray")
+
+
 class SourceConfig(_Section):
-    kind: Literal["csv"] = "csv"
-    path: str = Field(EMBEDDED_MNIST, description=f"file path or glob, or {EMBEDDED_MNIST!r}")
-    delimiter: str = Field(",", min_length=1, max_length=1)
+    kind: Literal["csv", "tsv", "parquet", "jsonl", "text", "images", "sql", "xarray"] = Field(
+        "csv", description="which reader in pipeline/sources/ (see docs/ingest.md)")
+    path: str = Field(EMBEDDED_MNIST, description=f"file, glob, fsspec URL, folder (images), SQLAlchemy "
+                                                  f"URL (sql), or {EMBEDDED_MNIST!r}")
+    delimiter: str = Field(",", min_length=1, max_length=1, description="csv only; tsv always uses a tab")
+    blocksize: int = Field(64 << 20, ge=1 << 10, description="bytes per partition of an uncompressed text file")
+    text_mode: Literal["line", "file"] = Field("line", description="text: one record per line or per file")
+    query: str | None = Field(None, description="sql: a table name or a SELECT statement")
+    order_by: str | None = Field(None, description="sql: column giving a stable row order; enables partitions")
+    rows_per_partition: int = Field(50_000, gt=0, description="sql and images: records per partition")
+    values_var: str = Field("image", description="xarray: the variable holding the values (sample first)")
+    label_var: str = Field("label", description="xarray: the variable holding the labels")
 
 
 class SchemaConfig(_Section):
-    n_fields: int = Field(785, gt=1, description="fields per row: pixels plus the label")
-    label_column: int = Field(-1, description="position of the label field; -1 is the last")
-    labels: list[int] = Field(default_factory=lambda: list(range(10)), min_length=2)
-    value_min: int = 0
-    value_max: int = 255
+    n_fields: int = Field(785, gt=1, description="fields per row: values plus the label")
+    columns: list[str] | None = Field(None, description="field names in order (label included); "
+                                                        "null = positional, or the header when header is true")
+    header: bool = Field(False, description="csv/tsv: the first line of each file names the fields")
+    label_column: int | str = Field(-1, description="the label field: a position (-1 is the last) or a name")
+    labels: list[int] | list[str] = Field(default_factory=lambda: list(range(10)), min_length=2)
+    dtype: Literal["int", "float"] = Field("int", description="value type; int values must be integral")
+    value_min: float = 0
+    value_max: float = 255
     image_shape: tuple[int, int, int] = (28, 28, 1)
 
     @model_validator(mode="after")
@@ -51,11 +67,68 @@ class SchemaConfig(_Section):
             raise ValueError(
                 f"image_shape {list(self.image_shape)} holds {h * w * c} values but n_fields - 1 = "
                 f"{self.n_fields - 1}; e.g. [28, 28, 1] with n_fields 785")
-        if not -self.n_fields <= self.label_column < self.n_fields:
+        if self.columns is not None and len(self.columns) != self.n_fields:
+            raise ValueError(f"columns lists {len(self.columns)} names but n_fields is {self.n_fields}")
+        if self.columns is not None and len(set(self.columns)) != len(self.columns):
+            raise ValueError("columns has repeated names; give each field a distinct name")
+        if isinstance(self.label_column, str):
+            if self.columns is not None and self.label_column not in self.columns:
+                raise ValueError(f"label_column {self.label_column!r} is not in columns {self.columns[:5]}...")
+            if self.columns is None and not self.header:
+                raise ValueError(f"label_column {self.label_column!r} is a name: set columns, or header: true")
+        elif not -self.n_fields <= self.label_column < self.n_fields:
             raise ValueError(f"label_column {self.label_column} is outside the {self.n_fields} fields")
         if self.value_min >= self.value_max:
             raise ValueError(f"value_min {self.value_min} must be below value_max {self.value_max}")
         return self
+
+    def label_index(self, names: list[str] | None = None) -> int:
+        """Position of the label among the fields; ``names`` are the fields when known (a header)."""
+        names = self.columns or names
+        if isinstance(self.label_column, str):
+            if not names or self.label_column not in names:
+                raise UserError(f"schema.label_column {self.label_column!r} is not among the fields "
+                                f"{(names or [])[:8]}; name one of them")
+            return names.index(self.label_column)
+        return self.label_column % self.n_fields
+
+    @property
+    def label_names(self) -> list[str]:
+        return [str(v) for v in self.labels]
+
+
+class MissingPolicy(_Section):
+    strategy: Literal["drop", "mean", "median", "constant"] = Field(
+        "drop", description="drop quarantines rows with a missing value (missing_value); the others impute")
+    fill_value: float = Field(0.0, description="the value imputed by strategy constant")
+
+
+class OutlierPolicy(_Section):
+    method: Literal["none", "zscore", "iqr"] = "none"
+    action: Literal["drop", "clip", "flag"] = Field("drop", description="drop quarantines (outlier)")
+    z_threshold: float = Field(4.0, gt=0)
+    iqr_factor: float = Field(1.5, gt=0)
+
+
+class TextPolicy(_Section):
+    nfkc: bool = True
+    lower: bool = True
+    whitespace: bool = Field(True, description="collapse runs of whitespace, strip the ends")
+    drop_empty: bool = Field(True, description="quarantine records empty after normalising (empty_text)")
+    mask: list[Literal["email", "phone", "ip", "digits"]] = Field(
+        default_factory=lambda: ["email", "phone", "ip", "digits"], description="personal data to mask")
+
+
+class CleanConfig(_Section):
+    missing: MissingPolicy = MissingPolicy()
+    duplicates: Literal["drop", "keep"] = Field("drop", description="exact duplicates across all partitions")
+    outliers: OutlierPolicy = OutlierPolicy()
+    text: TextPolicy = TextPolicy()
+
+
+class GatesConfig(_Section):
+    max_quarantined_fraction: float = Field(0.5, ge=0, le=1, description="of records_in; above it the run stops")
+    min_rows_per_class: int = Field(1, ge=0, description="rows kept per allowed label; below it the run stops")
 
 
 class SplitConfig(_Section):
@@ -211,6 +284,8 @@ class JobConfig(_Section):
     dataset: DatasetConfig = DatasetConfig()
     source: SourceConfig = SourceConfig()
     schema_: SchemaConfig = Field(SchemaConfig(), alias="schema")
+    clean: CleanConfig = CleanConfig()
+    gates: GatesConfig = GatesConfig()
     split: SplitConfig = SplitConfig()
     augment: AugmentConfig = AugmentConfig()
     store: StoreConfig = StoreConfig()
@@ -226,7 +301,7 @@ class JobConfig(_Section):
     def data_part(self) -> dict:
         """The sections that change the stored dataset (not cluster, not training)."""
         full = self.to_dict()
-        return {k: full[k] for k in ("seed", "dataset", "source", "schema", "split", "augment", "store")}
+        return {k: full[k] for k in ("seed", "dataset", "source", "schema", "clean", "split", "augment", "store")}
 
     def to_dict(self) -> dict:
         return self.model_dump(mode="json", by_alias=True)

@@ -42,7 +42,7 @@ def show(args) -> int:
         return 0
     print(f"{ref}  ({ref.path})")
     for key in ("created", "parent_version", "records_in", "records_out", "counts", "quarantined",
-                "duplicates", "chunking"):
+                "duplicates_dropped", "chunking"):
         print(f"  {key:<15} {m.get(key)}")
     print("  variables")
     for name, v in m.get("variables", {}).items():

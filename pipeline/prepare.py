@@ -1,4 +1,4 @@
-"""Prepare: source -> validated rows -> split -> images -> augmented -> a published store version.
+"""Prepare: source -> validated rows -> cleaned -> split -> images -> augmented -> a published version.
 
 The stages are lazy functions; this module wires them together, persists the split table once
 (so row counts become known) and lets the store do the one compute that writes everything.
@@ -10,13 +10,14 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 
-import pandas as pd
+import dask.dataframe as dd
 from distributed import Client, progress
 
-from pipeline import augment, features, ingest, provenance, store
+from pipeline import augment, features, gates, ingest, provenance, report, store
+from pipeline.clean import clean
 from pipeline.config import JobConfig
 from pipeline.errors import UserError
-from pipeline.validate import validate
+from pipeline.validate import label_codes, validate
 
 
 @dataclass(frozen=True)
@@ -33,28 +34,40 @@ class _Counts:
     lengths: tuple[int, ...]
     per_split: dict[str, int]
     quarantined: dict[str, int]
-    duplicates: int
+    cleaning: dict[str, int]          # duplicates_dropped and the cleaning steps' own counts
+    label_counts: dict[str, int]
 
 
-def _raw_hash(raw: pd.Series) -> pd.Series:
-    """64-bit hash of each record's text: equal lines are duplicates."""
-    return pd.util.hash_pandas_object(raw, index=False)
-
-
-def _counts(rows, quarantine, records, client: Client, show_progress: bool):
-    """Persist the split table and quarantine; learn partition lengths, split and reason counts."""
-    n_records = records.map_partitions(len).sum()
-    n_dup = n_records - records["raw"].map_partitions(_raw_hash, meta=("raw", "uint64")).nunique()
-    rows, quarantine, n_records, n_dup = client.persist([rows, quarantine, n_records, n_dup])
+def _counts(rows, quarantine, records, client: Client, show_progress: bool, extra: dict, cfg: JobConfig):
+    """Persist the split table and quarantine; learn lengths, split, reason and cleaning counts."""
+    lazy = {k: v for k, v in extra.items() if hasattr(v, "dask")}
+    rows, quarantine, n_records, *done = client.persist(
+        [rows, quarantine, records.map_partitions(len).sum(), *lazy.values()])
     if show_progress:
-        progress([rows, quarantine, n_records, n_dup], notebook=False)
+        progress([rows, quarantine, n_records], notebook=False)
     lengths = tuple(rows.map_partitions(len).compute())
     per_split = rows["split"].value_counts().compute().to_dict()
     reasons = quarantine["reason"].value_counts().compute()
+    cleaning = {**extra, **dict(zip(lazy, client.gather(client.compute(done))))}
+    names = {code: name for name, code in label_codes(cfg.schema).items()}
+    labels = rows["label"].value_counts().compute()
     counts = _Counts(n_in=int(n_records.compute()), lengths=lengths,
                      per_split={name: int(per_split.get(i, 0)) for i, name in enumerate(features.SPLITS)},
-                     quarantined={str(k): int(v) for k, v in reasons.items()}, duplicates=int(n_dup.compute()))
+                     quarantined={str(k): int(v) for k, v in reasons.items()},
+                     cleaning={k: int(v) for k, v in cleaning.items()},
+                     label_counts={names.get(int(k), str(k)): int(v) for k, v in sorted(labels.items())})
     return rows, quarantine, counts
+
+
+def _report(rows, manifest: dict, cfg: JobConfig, client: Client):
+    """Quality statistics of the persisted rows; returns a writer of report.json/html into a folder."""
+    lazy = report.lazy_stats(rows)
+    stats = dict(zip(lazy, client.gather(client.compute(list(lazy.values())))))
+    lazy_h = report.lazy_histograms(rows, stats)
+    hists = dict(zip(lazy_h, client.gather(client.compute(list(lazy_h.values())))))
+    codes = {code: name for name, code in label_codes(cfg.schema).items()}
+    built = report.build(manifest, stats, codes)
+    return lambda folder: report.write(folder, built, hists)
 
 
 def _nothing_valid(quarantine, n_in: int, cfg: JobConfig) -> UserError:
@@ -70,12 +83,13 @@ def _nothing_valid(quarantine, n_in: int, cfg: JobConfig) -> UserError:
                      "fix the file or set source/schema in the config to match it")
 
 
-def _cache_hit(ref: store.DatasetRef, start: float, log, how: str) -> Prepared:
+def _cache_hit(ref: store.DatasetRef, cfg: JobConfig, start: float, log, how: str) -> Prepared:
     manifest = ref.manifest()
     if manifest.get("version") != ref.version:
         raise UserError(f"{ref.path}: manifest names version {manifest.get('version')!r}, not {ref.version}; "
                         f"the store was edited by hand, run `dcpipe datasets verify {ref}`")
     log(f"Dataset {ref} {how} (same sources, config and code): cache hit, nothing recomputed")
+    gates.check(manifest, cfg.gates, cfg.schema, str(ref))
     return Prepared(ref, manifest, True, time.perf_counter() - start)
 
 
@@ -86,14 +100,16 @@ def _manifest(ref: store.DatasetRef, cfg: JobConfig, sources: list[dict], c: _Co
     ranges = {"train": [0, n_train_stored],
               "val": [n_train_stored, n_train_stored + n["val"]],
               "test": [n_train_stored + n["val"], n_train_stored + n["val"] + n["test"]]}
+    cleaning = dict(c.cleaning)
     return {
         "dataset": ref.name, "version": ref.version,
         "created": datetime.now(timezone.utc).isoformat(timespec="milliseconds"),
         "records_in": c.n_in, "records_out": sum(c.lengths),
+        "quarantined": c.quarantined, "duplicates_dropped": cleaning.pop("duplicates_dropped", 0),
+        "cleaning": cleaning, "label_counts": c.label_counts,
         "counts": {**n, "train_stored": n_train_stored},
         "n_train": n["train"], "n_train_stored": n_train_stored, "n_val": n["val"], "n_test": n["test"],
-        "ranges": ranges, "quarantined": c.quarantined, "duplicates": c.duplicates,
-        "augmentations": cfg.augment.model_dump() if cfg.augment.copies else {},
+        "ranges": ranges, "augmentations": cfg.augment.model_dump() if cfg.augment.copies else {},
         "sources": sources, "config": cfg.data_part(),
         "code": {"hash": provenance.code_hash(), "git_commit": provenance.git_commit()},
         "packages": provenance.package_versions(),
@@ -103,29 +119,36 @@ def _manifest(ref: store.DatasetRef, cfg: JobConfig, sources: list[dict], c: _Co
 def prepare(cfg: JobConfig, root: Path, client: Client, log=print, show_progress: bool = True) -> Prepared:
     """Prepare (or find, when its content version exists) the dataset version for ``cfg``."""
     start = time.perf_counter()
-    sources = provenance.describe_sources(ingest.resolve_paths(cfg.source))
+    if cfg.source.kind == "text":
+        raise UserError("source.kind: text records have no numeric fields to store; clean them with "
+                        "pipeline.clean.clean_text (see docs/ingest.md), or choose a table source")
+    ingested = ingest.read_source(cfg.source, cfg.schema)
+    sources = ingested.inputs
     version = provenance.content_version(sources, cfg.data_part())
     ref = store.DatasetRef(root=root, name=cfg.dataset.name, version=version)
     if ref.exists():
-        return _cache_hit(ref, start, log, "already prepared")
+        return _cache_hit(ref, cfg, start, log, "already prepared")
 
-    records = ingest.read_records(cfg.source)
+    records = ingested.records
     n_workers = len(client.scheduler_info()["workers"])
     records = records.repartition(npartitions=max(records.npartitions, 2 * n_workers))
-    checked = validate(records, cfg.schema, cfg.source.delimiter)
-    rows = features.assign_split(checked.rows, cfg.split, cfg.seed)
-    rows, quarantine, counts = _counts(rows, checked.quarantine, records, client, show_progress)
-    n_out, n_quarantined = sum(counts.lengths), sum(counts.quarantined.values())
-    if n_out == 0:
+    checked = validate(records, cfg.schema)
+    cleaned = clean(checked.rows, cfg.clean, cfg.schema)
+    quarantine = dd.concat([checked.quarantine, cleaned.quarantine])
+    rows = features.assign_split(cleaned.rows, cfg.split, cfg.seed)
+    rows, quarantine, counts = _counts(rows, quarantine, records, client, show_progress, cleaned.counts, cfg)
+    if sum(counts.lengths) == 0:
         raise _nothing_valid(quarantine, counts.n_in, cfg)
-    if counts.n_in != n_out + n_quarantined:
-        raise UserError(f"{ref.path}: records do not reconcile: {counts.n_in} in != {n_out} out + "
-                        f"{n_quarantined} quarantined; this is a dcpipe bug, please report it")
+    manifest = _manifest(ref, cfg, sources, counts)
+    gates.reconcile(manifest, str(ref.path))
+    write_report = _report(rows, manifest, cfg, client)
     ds = features.to_dataset(rows, counts.lengths, cfg, [s["name"] for s in sources])
     rows_per_chunk = store.chunk_rows(cfg.store, store.sample_bytes(ds))
     ds = augment.augment_train(ds, counts.per_split["train"], cfg.augment, cfg.seed, rows_per_chunk)
-    log(f"Writing {ref} ({n_out} rows, {n_quarantined} quarantined) to {ref.path}")
-    published = store.publish(ds, quarantine, _manifest(ref, cfg, sources, counts), ref, cfg.store, log=log)
+    log(f"Writing {ref} ({manifest['records_out']} rows, {sum(counts.quarantined.values())} quarantined, "
+        f"{manifest['duplicates_dropped']} duplicates dropped) to {ref.path}")
+    published = store.publish(ds, quarantine, manifest, ref, cfg.store, log=log, extra_files=write_report)
     if published.reused:
-        return _cache_hit(ref, start, log, "was published meanwhile by another process")
+        return _cache_hit(ref, cfg, start, log, "was published meanwhile by another process")
+    gates.check(published.manifest, cfg.gates, cfg.schema, str(ref))
     return Prepared(ref, published.manifest, False, time.perf_counter() - start)

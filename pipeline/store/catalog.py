@@ -53,7 +53,7 @@ def _flatten(value, prefix: str = "") -> dict:
     return {prefix: value}
 
 
-DIFF_SECTIONS = ("config", "counts", "records_in", "records_out", "quarantined", "duplicates",
+DIFF_SECTIONS = ("config", "counts", "records_in", "records_out", "quarantined", "duplicates_dropped",
                  "chunking", "code", "variables")
 
 

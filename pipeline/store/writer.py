@@ -84,11 +84,13 @@ def _clean_leftovers(folder: Path, ref: DatasetRef, log) -> None:
 
 
 def publish(ds: xr.Dataset, quarantine, manifest: dict, ref: DatasetRef, cfg: StoreConfig,
-            log=lambda *_: None) -> Publication:
+            log=lambda *_: None, extra_files=None) -> Publication:
     """Write ``ds`` (its one compute) and ``quarantine`` as version ``ref``, atomically.
 
     ``manifest`` is what the caller knows (counts, sources, config); the store adds the parent
     version, the variables, the chunking and the checksums, and commits it last.
+    ``extra_files(folder)``, if given, writes more files (e.g. the quality report) into the
+    version before its checksums are taken.
     """
     folder = _writable_folder(ref.root, ref.name)
     with version_lock(ref.root, ref.name, ref.version):
@@ -99,6 +101,8 @@ def publish(ds: xr.Dataset, quarantine, manifest: dict, ref: DatasetRef, cfg: St
         staging = folder / f"{STAGING_PREFIX}{ref.version}-{os.getpid()}-{secrets.token_hex(3)}"
         staging.mkdir()
         stored = _write_data(ds, quarantine, staging, cfg)
+        if extra_files is not None:
+            extra_files(staging)
         committed = {**manifest, "dataset": ref.name, "version": ref.version,
                      "parent_version": earlier[-1].version if earlier else None, **stored,
                      "checksums": checksums.write_index(staging)}

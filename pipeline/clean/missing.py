@@ -1,0 +1,38 @@
+"""Missing values: quarantine rows that have one (``missing_value``), or impute per column.
+
+The statistics (mean or approximate median per column) are Dask reductions over all partitions,
+computed once and broadcast to every partition.
+"""
+from __future__ import annotations
+
+import dask.dataframe as dd
+import numpy as np
+import pandas as pd
+
+from pipeline.clean._lazy import broadcast
+from pipeline.config import MissingPolicy
+from pipeline.validate import as_quarantine
+
+
+def _fill(frame: pd.DataFrame, columns: list[str], fill) -> pd.DataFrame:
+    values = frame[columns]
+    filled = values.fillna(fill if np.isscalar(fill) else pd.Series(np.asarray(fill), index=columns))
+    return frame.assign(**{c: filled[c] for c in columns}) if values.isna().to_numpy().any() else frame
+
+
+def handle_missing(rows: dd.DataFrame, columns: list[str], policy: MissingPolicy):
+    """(rows without missing values, quarantined rows, lazy count of imputed values)."""
+    has_missing = rows[columns].isna().any(axis=1)
+    n_missing = rows[columns].isna().sum().sum()
+    if policy.strategy == "drop":
+        quarantine = as_quarantine(rows[has_missing], "missing_value")
+        return rows[~has_missing], quarantine, 0
+    if policy.strategy == "constant":
+        fill = policy.fill_value
+    elif policy.strategy == "mean":
+        fill = rows[columns].mean().fillna(policy.fill_value)
+    else:
+        fill = rows[columns].quantile(0.5).fillna(policy.fill_value)
+    filled = rows.map_partitions(_fill, columns, broadcast(fill), meta=rows._meta, token="clean-impute")
+    empty = rows._meta[["source", "line", "raw"]].assign(reason=pd.Series(dtype="string"))
+    return filled, dd.from_pandas(empty, npartitions=1), n_missing
