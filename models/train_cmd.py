@@ -10,37 +10,23 @@ from __future__ import annotations
 import json
 import re
 from dataclasses import replace
-from datetime import datetime
 from pathlib import Path
 
 from models.launch import default_np, launch, new_run_dir
 from models.plan import TrainPlan
 from pipeline.config import COMPRESSION_PATTERN, JobConfig, dump_yaml
 from pipeline.errors import UserError
+from pipeline import store
 from pipeline.store import DatasetRef
 
 
 def resolve_dataset(spec: str, root: Path) -> DatasetRef:
     """``NAME``, ``NAME@latest`` or ``NAME@VERSION`` -> an existing version under ``root``."""
     name, _, version = spec.partition("@")
-    if version and version != "latest":
-        ref = DatasetRef(root=root, name=name, version=version)
-        if not ref.exists():
-            raise UserError(f"--dataset {spec}: no version {version!r} in {root / name}; "
-                            f"choose one of {_versions(root, name) or 'none (run `dcpipe prepare`)'}")
-        return ref
-    DatasetRef(root=root, name=name, version="latest")  # validates the name
-    versions = _versions(root, name)
-    if not versions:
-        raise UserError(f"--dataset {spec}: no prepared versions in {root / name}; "
-                        "run `dcpipe prepare` first or check --workdir")
-    refs = [DatasetRef(root=root, name=name, version=v) for v in versions]
-    return max(refs, key=lambda r: datetime.fromisoformat(r.manifest()["created"]))
-
-
-def _versions(root: Path, name: str) -> list[str]:
-    folder = root / name
-    return sorted(p.name for p in folder.iterdir() if (p / "manifest.json").is_file()) if folder.is_dir() else []
+    try:
+        return store.resolve(root, name, version or store.LATEST)
+    except UserError as exc:
+        raise UserError(f"--dataset {spec}: {exc}") from None
 
 
 def transform_of(manifest: dict) -> dict:

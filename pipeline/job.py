@@ -8,8 +8,7 @@ from pathlib import Path
 
 from models.launch import allocation_hosts, default_np, launch, new_run_dir
 from models.plan import TrainPlan
-from models.train_cmd import plan_for
-from pipeline import store
+from models.train_cmd import plan_for, resolve_dataset
 from pipeline.cluster import dask_client
 from pipeline.config import JobConfig, dump_yaml
 from pipeline.errors import UserError
@@ -68,10 +67,7 @@ def existing_version(workdir: str | Path, dataset: str) -> Prepared:
     name, sep, version = dataset.partition("@")
     if not sep:
         raise UserError(f"--dataset {dataset!r} must be NAME@VERSION, as `dcpipe prepare` prints it")
-    ref = store.DatasetRef(root=_workdir(workdir) / "datasets", name=name, version=version)
-    if not ref.exists():
-        raise UserError(f"--dataset {dataset}: no prepared version at {ref.path}; run `dcpipe prepare` "
-                        "with the same --workdir first")
+    ref = resolve_dataset(dataset, _workdir(workdir) / "datasets")
     return Prepared(ref, ref.manifest(), True, 0.0)
 
 

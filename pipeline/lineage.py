@@ -5,7 +5,6 @@ the way that the model file and the dataset manifest are still the bytes the run
 """
 from __future__ import annotations
 
-import hashlib
 import json
 from dataclasses import dataclass
 from datetime import datetime, timezone

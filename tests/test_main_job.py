@@ -73,5 +73,5 @@ def test_the_run_records_its_lineage_down_to_the_source_file(finished):
     out = subprocess.run([sys.executable, "-m", "pipeline.cli", "lineage", summary["run_id"], "--workdir",
                           str(workdir)], capture_output=True, text=True, timeout=300)
     assert out.returncode == 0, out.stderr
-    assert out.stdout.splitlines()[-1].startswith(f"source   {workdir.parent / 'mnist_600.csv'}  ")
+    assert out.stdout.splitlines()[-1].startswith(f"source   {(workdir.parent / 'mnist_600.csv').as_uri()}  ")
     assert "note" not in out.stdout

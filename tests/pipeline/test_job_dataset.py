@@ -41,7 +41,7 @@ def test_train_plan_refuses_a_config_with_another_schema(prepared, tmp_path):
 
 @pytest.mark.parametrize("dataset, match", [
     ("mnist", r"--dataset 'mnist' must be NAME@VERSION"),                       # no version
-    ("mnist@0000000000000000", r"--dataset mnist@0000000000000000: no prepared version at"),
+    ("mnist@0000000000000000", r"--dataset mnist@0000000000000000: .* not found; see `dcpipe datasets list`"),
     ("../x@1", r"dataset name '../x' is not allowed"),                       # not a path
 ])
 def test_existing_version_errors(dataset, match, tmp_path):
