@@ -14,24 +14,20 @@ def _parser() -> argparse.ArgumentParser:
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument("--debug", action="store_true", help="show the traceback of an error")
     sub = parser.add_subparsers(dest="command", required=True)
-    run = sub.add_parser("run", parents=[common], help="prepare the dataset and train (default: embedded MNIST)")
-    run.add_argument("--config", help="YAML config (see `dcpipe config`); default: the built-in one")
-    run.add_argument("--workdir", default="dcpipe-work", help="working folder (default: ./dcpipe-work)")
-    run.add_argument("--workers", type=int, help="Dask workers: local ones to start (default: one per core); "
-                     "with --cluster address, how many to wait for")
+    data = argparse.ArgumentParser(add_help=False, parents=[common])
+    data.add_argument("--config", help="YAML config (see `dcpipe config`); default: the built-in one")
+    data.add_argument("--workdir", default="dcpipe-work", help="working folder (default: ./dcpipe-work)")
+    data.add_argument("--workers", type=int, help="Dask workers: local ones to start (default: one per core); "
+                      "with --cluster address, how many to wait for")
+    data.add_argument("--cluster", choices=CLUSTER_KINDS, help="Dask cluster kind (default: cluster.kind)")
+    run = sub.add_parser("run", parents=[data], help="prepare the dataset and train (default: embedded MNIST)")
     run.add_argument("--np", type=int, help="Horovod ranks (default: one per GPU, else 2)")
-    run.add_argument("--cluster", choices=CLUSTER_KINDS, help="Dask cluster kind (default: cluster.kind)")
     run.add_argument("--dataset", metavar="NAME@VERSION", help="train on this prepared version; skip prepare")
     run.add_argument("--launcher", choices=LAUNCHERS, default="horovodrun",
                      help="how Horovod ranks start: horovodrun (Gloo), or srun/mpirun (Horovod built with MPI)")
     run.add_argument("--hosts", help="horovodrun/mpirun -H, e.g. node1:2,node2:2, or `slurm`: the "
                      "current allocation, one rank per task (default: localhost:NP)")
-    prep = sub.add_parser("prepare", parents=[common], help="prepare the dataset version only; prints NAME@VERSION last")
-    prep.add_argument("--config", help="YAML config (see `dcpipe config`); default: the built-in one")
-    prep.add_argument("--workdir", default="dcpipe-work", help="working folder (default: ./dcpipe-work)")
-    prep.add_argument("--workers", type=int, help="Dask workers: local ones to start (default: one per core); "
-                     "with --cluster address, how many to wait for")
-    prep.add_argument("--cluster", choices=CLUSTER_KINDS, help="Dask cluster kind (default: cluster.kind)")
+    sub.add_parser("prepare", parents=[data], help="prepare the dataset version only; prints NAME@VERSION last")
     tr = sub.add_parser("train", parents=[common], help="train on a prepared dataset version with Horovod")
     tr.add_argument("--dataset", required=True, help="NAME[@VERSION]; no version or @latest = newest")
     tr.add_argument("--config", help="YAML config whose train section is used; default: the built-in one")

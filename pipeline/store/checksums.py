@@ -12,19 +12,12 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
+from pipeline.provenance import file_sha256 as file_digest
 from pipeline.store.layout import CHECKSUMS, DATA, MANIFEST
 
 ALGORITHM = "sha256"
 GROUP_METADATA = "(group metadata)"
 QUARANTINE_GROUP = "quarantine"
-
-
-def file_digest(path: Path, block: int = 4 << 20) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        while chunk := fh.read(block):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def stored_files(folder: Path) -> list[str]:
