@@ -16,8 +16,6 @@ import pandas as pd
 from pipeline.config import SchemaConfig
 from pipeline.sources.base import value_names
 
-QUARANTINE_META = pd.DataFrame({"source": pd.Series(dtype="string"), "line": pd.Series(dtype="int64"),
-                                "raw": pd.Series(dtype="string"), "reason": pd.Series(dtype="string")})
 REASONS = ("malformed", "wrong_field_count", "not_numeric", "missing_value", "label_not_allowed",
            "out_of_range", "outlier", "empty_text")
 
