@@ -181,9 +181,3 @@ def parse(spec: str) -> Compressor:
         pass
     raise ValueError(f"compression {spec!r} is not one of: {EXAMPLES} (topk ratio in (0, 1], "
                      "powersgd rank a positive integer)")
-
-
-def validate_spec(spec: str) -> str:
-    """``spec`` unchanged if it names a compressor (see :func:`parse`)."""
-    parse(spec)
-    return spec
