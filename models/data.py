@@ -7,6 +7,10 @@ call; tf.data runs ``read_threads`` such calls at once (the Zarr codecs decode o
 prefetches ahead, so reading and decoding overlap training. The order of an epoch depends only on
 (seed, epoch, rank), so a run's position is just (epoch, step): :meth:`ZarrLoader.epoch` can
 start at any step and gives exactly the batches the interrupted epoch had left.
+
+Inputs are read as stored (e.g. uint8 pixels, a quarter of float32's bytes) and decoded in the
+tf graph, one op per window, with the CF ``scale_factor``/``add_offset`` the store wrote: the
+same float32 values ``xr.open_zarr`` gives.
 """
 from __future__ import annotations
 
@@ -32,24 +36,36 @@ class LoaderSpec:
     shuffle_buffer: int = 4096       # samples shuffled together in memory
     seed: int = 0
     read_threads: int = 4            # windows read and decoded in parallel
+    x_var: str = "image"             # the input variable (e.g. "tokens" for a text dataset)
+
+
+def cf_decoder(array: zarr.Array):
+    """``x -> x * scale_factor + add_offset`` as float32 when ``array`` is CF-packed, else identity."""
+    scale, offset = array.attrs.get("scale_factor"), array.attrs.get("add_offset")
+    if scale is None and offset is None:
+        return lambda x: x
+    scale, offset = tf.constant(scale or 1.0, tf.float32), tf.constant(offset or 0.0, tf.float32)
+    return lambda x: tf.cast(x, tf.float32) * scale + offset
 
 
 class ZarrLoader:
-    """Batches of ``(image, label)`` for one rank; every rank gets the same number per epoch."""
+    """Batches of ``(x, label)`` for one rank; every rank gets the same number per epoch."""
 
     def __init__(self, spec: LoaderSpec):
         self.spec = spec
         group = zarr.open_group(spec.store, mode="r")
-        self._image, self._label = group["image"], group["label"]
-        self.chunk_rows = int(self._image.chunks[0])
+        self._x, self._label = group[spec.x_var], group["label"]
+        self._decode = cf_decoder(self._x)
+        self.chunk_rows = int(self._x.chunks[0])
         n = spec.split_range[1] - spec.split_range[0]
         self.steps_per_epoch = sharding.steps_per_epoch(n, spec.world, spec.batch_size)
         self.window_batches = max(1, -(-spec.shuffle_buffer // spec.batch_size))
 
     @property
     def element_spec(self) -> tuple[tf.TensorSpec, tf.TensorSpec]:
-        shape = (self.spec.batch_size, *self._image.shape[1:])
-        return (tf.TensorSpec(shape, tf.as_dtype(self._image.dtype)), tf.TensorSpec((self.spec.batch_size,), tf.int32))
+        """Batches as stored (:meth:`window`, :meth:`batches`); :meth:`stream` decodes them."""
+        shape = (self.spec.batch_size, *self._x.shape[1:])
+        return (tf.TensorSpec(shape, tf.as_dtype(self._x.dtype)), tf.TensorSpec((self.spec.batch_size,), tf.int32))
 
     def n_windows(self) -> int:
         return -(-self.steps_per_epoch // self.window_batches)
@@ -61,17 +77,17 @@ class ZarrLoader:
         first = index * self.window_batches
         k = min(self.window_batches, self.steps_per_epoch - first)
         parts = sharding.slice_pieces(pieces, first * b, (first + k) * b)
-        images = np.concatenate([self._image[p.start:p.stop] for p in parts])
+        xs = np.concatenate([self._x[p.start:p.stop] for p in parts])
         labels = np.concatenate([self._label[p.start:p.stop] for p in parts]).astype(np.int32)
         order = np.random.default_rng([spec.seed, epoch, spec.rank, index]).permutation(len(labels))
-        return images[order].reshape(k, b, *images.shape[1:]), labels[order].reshape(k, b)
+        return xs[order].reshape(k, b, *xs.shape[1:]), labels[order].reshape(k, b)
 
     def batches(self, epoch: int, start_step: int = 0) -> Iterator[tuple[np.ndarray, np.ndarray]]:
-        """The epoch's batches from ``start_step`` on, as numpy arrays (one thread)."""
+        """The epoch's batches from ``start_step`` on, as stored numpy arrays (one thread)."""
         first, skip = divmod(start_step, self.window_batches)
         for index in range(first, self.n_windows()):
-            images, labels = self.window(epoch, index)
-            yield from zip(images[skip:], labels[skip:])
+            xs, labels = self.window(epoch, index)
+            yield from zip(xs[skip:], labels[skip:])
             skip = 0
 
     def stream(self, start_epoch: int, start_step: int = 0, end_epoch: int | None = None) -> tf.data.Dataset:
@@ -85,9 +101,10 @@ class ZarrLoader:
         x_spec, y_spec = self.element_spec
 
         def read(pair):
-            images, labels = tf.numpy_function(lambda p: self.window(int(p[0]), int(p[1])), [pair],
-                                               (x_spec.dtype, y_spec.dtype), stateful=False)
-            return (tf.ensure_shape(images, (None, *x_spec.shape)), tf.ensure_shape(labels, (None, *y_spec.shape)))
+            xs, labels = tf.numpy_function(lambda p: self.window(int(p[0]), int(p[1])), [pair],
+                                           (x_spec.dtype, y_spec.dtype), stateful=False)
+            xs = self._decode(tf.ensure_shape(xs, (None, *x_spec.shape)))
+            return xs, tf.ensure_shape(labels, (None, *y_spec.shape))
 
         windows = tf.data.Dataset.from_tensor_slices(np.array(pairs, np.int64).reshape(-1, 2)).map(
             read, num_parallel_calls=max(self.spec.read_threads, 1), deterministic=True)
@@ -109,9 +126,12 @@ def eval_range(split_range: tuple[int, int], rank: int, world: int) -> tuple[int
 
 
 def eval_dataset(store: str, split_range: tuple[int, int], rank: int, world: int,
-                 batch_size: int = 256) -> tf.data.Dataset:
-    """All of the rank's evaluation rows, in order (uneven across ranks is fine: no collectives)."""
+                 batch_size: int = 256, x_var: str = "image") -> tf.data.Dataset:
+    """All of the rank's evaluation rows, in order and decoded (uneven across ranks is fine: no
+    collectives)."""
     start, stop = eval_range(split_range, rank, world)
     group = zarr.open_group(store, mode="r")
-    images, labels = group["image"][start:stop], group["label"][start:stop].astype(np.int32)
-    return tf.data.Dataset.from_tensor_slices((images, labels)).batch(batch_size).prefetch(tf.data.AUTOTUNE)
+    xs, labels = group[x_var][start:stop], group["label"][start:stop].astype(np.int32)
+    decode = cf_decoder(group[x_var])
+    return (tf.data.Dataset.from_tensor_slices((xs, labels)).batch(batch_size)
+            .map(lambda x, y: (decode(x), y)).prefetch(tf.data.AUTOTUNE))
