@@ -24,7 +24,7 @@ from pathlib import Path
 
 import numpy as np
 import tensorflow as tf
-import zarr
+import xarray as xr
 
 from models import compression, data, networks
 from models.launch import horovodrun_command, rank_env
@@ -35,11 +35,17 @@ from pipeline.job import prepare_only
 REPO = Path(__file__).resolve().parents[1]
 
 
+def in_memory(store: str, lo: int, hi: int) -> tuple[np.ndarray, np.ndarray]:
+    """Rows ``[lo, hi)`` as the model takes them: float32 images in [0, 1], int32 labels."""
+    ds = xr.open_zarr(store).isel(sample=slice(lo, hi))
+    return ds["image"].values.astype(np.float32), ds["label"].values.astype(np.int32)
+
+
 def loader_ratio(store: str, train: tuple[int, int], epochs: int, rounds: int, threads: int) -> tuple[float, float]:
     """(zarr loader samples/s, in-memory tf.data samples/s) over ``epochs`` epochs each; medians
-    of ``rounds`` alternating rounds. Both pipelines are built once per round, as in training."""
-    group = zarr.open_group(store, mode="r")
-    images, labels = group["image"][train[0]:train[1]], group["label"][train[0]:train[1]].astype(np.int32)
+    of ``rounds`` alternating rounds. Both pipelines are built once per round, as in training, and
+    both yield float32 image batches (the loader reads the stored uint8 and decodes in the graph)."""
+    images, labels = in_memory(store, *train)
     loader = data.ZarrLoader(data.LoaderSpec(store=store, split_range=train, batch_size=64, read_threads=threads))
     rates = {"zarr": [], "memory": []}
     for r in range(rounds):
@@ -56,9 +62,8 @@ def loader_ratio(store: str, train: tuple[int, int], epochs: int, rounds: int, t
 def step_ratio(store: str, train: tuple[int, int], steps: int) -> tuple[float, float]:
     """(seconds/step fed by the Zarr loader, seconds/step on cached tensors), CNN, one process."""
     import keras
-    group = zarr.open_group(store, mode="r")
-    cached = [(tf.constant(group["image"][i:i + 64]), tf.constant(group["label"][i:i + 64].astype(np.int32)))
-              for i in range(train[0], train[0] + 64 * 8, 64)]
+    images, labels = in_memory(store, train[0], train[0] + 64 * 8)
+    cached = [(tf.constant(images[i:i + 64]), tf.constant(labels[i:i + 64])) for i in range(0, 64 * 8, 64)]
     model = networks.build("cnn", (28, 28, 1), 10)
     optimizer = keras.optimizers.Adam(1e-3)
     loss_fn = keras.losses.SparseCategoricalCrossentropy(from_logits=True)

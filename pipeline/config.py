@@ -197,6 +197,9 @@ class StoreConfig(_Section):
     chunk_rows: int | None = Field(None, gt=0, description="samples per chunk; overrides chunk_bytes when set")
     codec: Literal["zstd", "lz4", "blosc-lz4", "blosc-zstd", "none"] = "zstd"
     level: int = Field(3, ge=0, le=22, description="compression level (blosc: at most 9; lz4: acceleration)")
+    image_dtype: Literal["uint8", "float32"] = Field(
+        "uint8", description="uint8 stores image values in [0, 1] as k/255 (CF scale_factor; a quarter of "
+                             "float32's bytes, decoded to float32 by xarray and the loader); float32 as is")
 
 
 class TrainConfig(_Section):

@@ -3,6 +3,10 @@
 Every variable along ``sample`` is cut at the same sample boundaries, so one chunk index covers the
 same samples in every array. The rows per chunk come from the widest variable per sample (the
 image) and ``StoreConfig.chunk_bytes``, unless ``StoreConfig.chunk_rows`` sets them directly.
+
+With ``StoreConfig.image_dtype: uint8`` the ``image`` variable (values in [0, 1]) is packed the
+CF way: stored as ``round(x * 255)`` in uint8 with ``scale_factor = 1/255``, which ``xr.open_zarr``
+and ``models.data`` decode back to float32. Chunk sizes still count decoded bytes.
 """
 from __future__ import annotations
 
@@ -16,6 +20,8 @@ import zarr.codecs
 from pipeline.config import StoreConfig
 
 SAMPLE = "sample"
+#: CF packing of a [0, 1] image as uint8 (xarray rounds on encode and decodes to float32).
+UINT8_UNIT = {"dtype": "uint8", "scale_factor": np.float32(1 / 255), "add_offset": np.float32(0), "_FillValue": None}
 
 
 def _zstd(level: int):
@@ -81,16 +87,19 @@ def encoding(ds: xr.Dataset, cfg: StoreConfig, rows: int) -> dict:
             chunks = tuple(min(rows, n) if d == SAMPLE else n for d, n in zip(var.dims, var.shape))
             enc[name] = {"compressors": compressors(cfg.codec, cfg.level),
                          "chunks": tuple(max(c, 1) for c in chunks)}
+    if "image" in enc and cfg.image_dtype == "uint8":
+        enc["image"].update(UINT8_UNIT)
     return enc
 
 
 def describe_variables(ds: xr.Dataset, enc: dict | None = None) -> dict:
-    """name -> dims, shape, dtype and stored chunk shape, for the manifest."""
+    """name -> dims, shape, stored dtype and chunk shape, for the manifest."""
     enc = enc or {}
     out = {}
     for name, var in ds.data_vars.items():
         chunks = enc.get(name, {}).get("chunks") or (
             [c[0] if c else 0 for c in var.chunks] if var.chunks else list(var.shape))
-        out[name] = {"dims": list(var.dims), "shape": list(var.shape), "dtype": str(var.dtype),
+        out[name] = {"dims": list(var.dims), "shape": list(var.shape),
+                     "dtype": str(np.dtype(enc.get(name, {}).get("dtype", var.dtype))),
                      "chunks": [int(c) for c in chunks]}
     return out

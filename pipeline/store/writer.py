@@ -63,6 +63,8 @@ def _write_data(ds: xr.Dataset, quarantine, staging: Path, cfg: StoreConfig) -> 
     with warnings.catch_warnings():  # xarray and zarr-python read consolidated v3 metadata fine
         warnings.filterwarnings("ignore", message="Consolidated metadata", category=UserWarning)
         warnings.filterwarnings("ignore", message="Numcodecs codecs are not in the Zarr version 3")
+        # packed images are clipped to [0, 1] upstream: no NaN needs a fill value
+        warnings.filterwarnings("ignore", message="saving variable .* without any _FillValue")
         ds.to_zarr(staging / DATA, mode="w-", zarr_format=3, consolidated=True, encoding=enc)
     if quarantine is not None:
         if hasattr(quarantine, "npartitions"):   # a Dask DataFrame: one file per partition

@@ -1,9 +1,11 @@
 """The Zarr loader on a tiny real store: balanced, reshuffled per epoch, exactly resumable."""
 import numpy as np
 import pytest
+import xarray as xr
 import zarr
 
 from models import data
+from tests.pipeline.store_data import publish_tiny, store_config
 
 
 @pytest.fixture
@@ -78,3 +80,18 @@ def test_a_stream_over_epochs_is_the_epochs_one_after_another(store):
     assert len(streamed) == len(expected) == 2 * loader.steps_per_epoch - 3
     for a, b in zip(streamed, expected):
         np.testing.assert_array_equal(a, b)
+
+
+def test_uint8_packed_images_are_decoded_to_what_xarray_gives(tmp_path):
+    store = str(publish_tiny(tmp_path, cfg=store_config(image_dtype="uint8")).ref.data_path)
+    decoded = xr.open_zarr(store)["image"].values      # float64: Zarr's JSON attributes carry no float32
+    loader = data.ZarrLoader(data.LoaderSpec(store=store, split_range=(0, 300), batch_size=30, world=1,
+                                             shuffle_buffer=30))
+    assert loader.element_spec[0].dtype == "uint8"            # read as stored: a quarter of the bytes
+    (x, y), = loader.stream(0).take(1)
+    assert x.dtype == "float32" and 0 <= float(np.min(x)) and float(np.max(x)) <= 1
+    rows = [int(np.abs(decoded - xi).max(axis=(1, 2, 3)).argmin()) for xi in x.numpy()]   # the store rows batched
+    assert len(set(rows)) == 30
+    np.testing.assert_allclose(x.numpy(), decoded[rows], atol=1e-7)
+    (e, _), = data.eval_dataset(store, (0, 300), rank=0, world=1, batch_size=300)
+    np.testing.assert_allclose(e.numpy(), decoded, atol=1e-7)

@@ -39,8 +39,9 @@ def quarantine() -> pd.DataFrame:
 
 
 def store_config(**fields) -> StoreConfig:
-    """32 samples of 8x8 float32 (256 bytes each) per chunk: 8 KiB chunks."""
-    return StoreConfig(**{"chunk_bytes": 32 * SIDE * SIDE * 4, **fields})
+    """32 samples of 8x8 float32 (256 bytes each) per chunk: 8 KiB chunks, stored as float32 so
+    that arbitrary values round-trip exactly (uint8 packing has its own tests)."""
+    return StoreConfig(**{"chunk_bytes": 32 * SIDE * SIDE * 4, "image_dtype": "float32", **fields})
 
 
 def publish_tiny(root: Path, version: str = VERSION, seed: int = 0, delay: float = 0.0, name: str = "tiny",

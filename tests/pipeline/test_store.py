@@ -71,6 +71,17 @@ def test_every_codec_round_trips_and_opens_with_plain_xarray_and_zarr(tmp_path, 
     assert json.loads((pub.ref.path / "manifest.json").read_text()) == pub.manifest
 
 
+def test_uint8_images_store_a_quarter_of_the_bytes_and_decode_to_within_half_a_step(tmp_path):
+    packed = publish_tiny(tmp_path / "u8", cfg=store_config(image_dtype="uint8", codec="none"))
+    plain = publish_tiny(tmp_path / "f32", cfg=store_config(codec="none"))
+    chunk = "data.zarr/image/c/0/0/0/0"
+    assert (packed.ref.path / chunk).stat().st_size * 4 == (plain.ref.path / chunk).stat().st_size
+    assert packed.manifest["variables"]["image"]["dtype"] == "uint8"
+    assert zarr.open(packed.ref.data_path, mode="r")["image"].dtype == np.uint8
+    decoded = xr.open_zarr(packed.ref.data_path)["image"].values   # k * scale_factor, by plain xarray
+    np.testing.assert_allclose(decoded, tiny_dataset()["image"].values, atol=0.5 / 255 + 1e-7)
+
+
 def test_manifest_pins_every_file(tmp_path):
     m = publish_tiny(tmp_path).manifest
     index = json.loads((tmp_path / "tiny" / VERSION / "checksums.json").read_text())
