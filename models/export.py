@@ -3,13 +3,16 @@ dataset's feature transform as JSON, so raw records go in and class scores come 
 
 Layout::
 
-    bundle/model/           tf.saved_model with a ``serve`` endpoint (float32 images -> logits)
+    bundle/model/           tf.saved_model with a ``serve`` endpoint (images or token ids -> logits)
     bundle/transform.json   {"kind": "pixel_scale", "value_min", "value_max", "image_shape",
-                             "n_fields", "label_column", "labels"}
+                             "n_fields", "label_column", "labels"}, or for text
+                            {"kind": "text_sequence", "clean": <clean.text policy>,
+                             "features": <the fitted FeatureTransform>, "labels"}
     bundle/bundle.json      what was trained on what: dataset version, network, compression
 
 >>> bundle = load_bundle("runs/<id>/bundle")        # doctest: +SKIP
 >>> bundle.predict_csv(["0,0,...,255"])             # doctest: +SKIP
+>>> bundle.predict_text(["The keeper saved a penalty"])   # doctest: +SKIP  (a text bundle)
 """
 from __future__ import annotations
 
@@ -18,6 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import tensorflow as tf
 
 
@@ -27,7 +31,8 @@ def write_bundle(model, plan, path: Path) -> Path:
     model.export(str(path / "model"), verbose=False)
     (path / "transform.json").write_text(json.dumps(plan.transform, indent=2) + "\n")
     meta = {"dataset_version": plan.dataset_version, "network": plan.network,
-            "compression": plan.compression, "image_shape": plan.image_shape, "n_classes": plan.n_classes}
+            "compression": plan.compression, "x_var": plan.x_var, "input_shape": plan.input_shape,
+            "n_classes": plan.n_classes}
     (path / "bundle.json").write_text(json.dumps(meta, indent=2) + "\n")
     return path
 
@@ -44,22 +49,56 @@ class PixelScale:
 
     def __call__(self, records: np.ndarray) -> np.ndarray:
         """``records``: (n, n_fields) with the label, or (n, n_fields - 1) without it."""
+        records = np.asarray(records)
         if records.shape[1] == self.n_fields:
             records = np.delete(records, self.label_column % self.n_fields, axis=1)
         scaled = (records.astype(np.float32) - self.value_min) / np.float32(self.value_max - self.value_min)
         return scaled.reshape(-1, *self.image_shape)
 
+    @classmethod
+    def from_spec(cls, spec: dict) -> "PixelScale":
+        return cls(spec["value_min"], spec["value_max"], tuple(spec["image_shape"]), spec["n_fields"],
+                   spec["label_column"])
+
+
+@dataclass(frozen=True)
+class TextSequence:
+    """Raw texts -> token ids, as prepare computed them: the job's text cleaning (NFKC, case,
+    whitespace, personal-data masks), then the fitted ``sequence`` transform."""
+
+    policy: object         # pipeline.config.TextPolicy
+    features: object       # pipeline.transforms.FeatureTransform, fitted
+
+    def __call__(self, texts) -> np.ndarray:
+        from pipeline.clean.text import mask, normalise
+        cleaned = [mask(normalise(str(t), self.policy), self.policy.mask)[0] for t in texts]
+        (ids,) = self.features.transform(pd.DataFrame({"text": cleaned})).values()
+        return ids
+
+    @classmethod
+    def from_spec(cls, spec: dict) -> "TextSequence":
+        from pipeline.config import TextPolicy
+        from pipeline.transforms import FeatureTransform
+        return cls(TextPolicy.model_validate(spec["clean"]), FeatureTransform.from_dict(spec["features"]))
+
+
+TRANSFORMS = {"pixel_scale": PixelScale, "text_sequence": TextSequence}
+
 
 @dataclass(frozen=True)
 class Bundle:
-    transform: PixelScale
+    transform: PixelScale | TextSequence
     labels: list
     model: object          # the loaded SavedModel; it owns the variables ``serve`` reads
 
-    def predict(self, records: np.ndarray) -> np.ndarray:
-        """Predicted labels for raw numeric records."""
-        logits = self.model.serve(tf.constant(self.transform(np.asarray(records))))
+    def predict(self, records) -> np.ndarray:
+        """Predicted labels for raw records: numeric rows (images) or strings (text)."""
+        logits = self.model.serve(tf.constant(self.transform(records)))
         return np.asarray(self.labels)[np.argmax(np.asarray(logits), axis=-1)]
+
+    def predict_text(self, texts: list[str]) -> np.ndarray:
+        """Predicted labels for raw texts (a text bundle)."""
+        return self.predict(list(texts))
 
     def predict_csv(self, lines: list[str], delimiter: str = ",") -> np.ndarray:
         records = np.array([[float(v) for v in line.split(delimiter)] for line in lines])
@@ -69,9 +108,8 @@ class Bundle:
 def load_bundle(path: str | Path) -> Bundle:
     path = Path(path)
     spec = json.loads((path / "transform.json").read_text())
-    if spec.get("kind") != "pixel_scale":
+    kind = TRANSFORMS.get(spec.get("kind"))
+    if kind is None:
         raise ValueError(f"{path / 'transform.json'}: unknown transform kind {spec.get('kind')!r}; "
-                         "this dcpipe knows 'pixel_scale'")
-    transform = PixelScale(spec["value_min"], spec["value_max"], tuple(spec["image_shape"]),
-                           spec["n_fields"], spec["label_column"])
-    return Bundle(transform, spec["labels"], tf.saved_model.load(str(path / "model")))
+                         f"this dcpipe knows {', '.join(map(repr, TRANSFORMS))}")
+    return Bundle(kind.from_spec(spec), spec["labels"], tf.saved_model.load(str(path / "model")))

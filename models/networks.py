@@ -1,7 +1,9 @@
-"""Networks by name: a registry of Keras 3 model builders over ``(height, width, channels)`` inputs.
+"""Networks by name: a registry of Keras 3 model builders.
 
-``mlp`` treats an image as a flat feature vector (tabular), ``cnn`` as an image, ``transformer``
-as a sequence of tokens (one per image row). Logits stay float32 under mixed precision.
+Image networks take ``(height, width, channels)`` float inputs: ``mlp`` treats an image as a flat
+feature vector (tabular), ``cnn`` as an image, ``transformer`` as a sequence of tokens (one per
+image row). Token networks take ``(length,)`` int32 token ids (0 = padding) and need the
+vocabulary size: ``text_transformer``. Logits stay float32 under mixed precision.
 """
 from __future__ import annotations
 
@@ -10,19 +12,29 @@ from collections.abc import Callable
 import keras
 
 NETWORKS: dict[str, Callable[..., keras.Model]] = {}
+TOKEN_INPUTS: set[str] = set()     # networks over token ids: built with the vocabulary size
 
 
-def register(name: str):
+def register(name: str, tokens: bool = False):
+    """Decorator: ``@register("cnn")``; ``tokens=True`` for a builder ``(shape, n_classes, vocab_size)``."""
     def wrap(builder):
         NETWORKS[name] = builder
+        if tokens:
+            TOKEN_INPUTS.add(name)
         return builder
     return wrap
 
 
-def build(name: str, input_shape: tuple[int, ...], n_classes: int) -> keras.Model:
-    """The network ``name`` for inputs of ``input_shape`` with ``n_classes`` logits."""
+def build(name: str, input_shape: tuple[int, ...], n_classes: int, vocab_size: int = 0) -> keras.Model:
+    """The network ``name`` for inputs of ``input_shape`` with ``n_classes`` logits
+    (``vocab_size``: token ids are below it; token networks only)."""
     if name not in NETWORKS:
         raise ValueError(f"unknown network {name!r}; choose one of {sorted(NETWORKS)}")
+    if name in TOKEN_INPUTS:
+        if vocab_size < 3:
+            raise ValueError(f"network {name!r} reads token ids and needs vocab_size >= 3 (got {vocab_size}); "
+                             "train it on a text dataset")
+        return NETWORKS[name](tuple(input_shape), n_classes, vocab_size)
     return NETWORKS[name](tuple(input_shape), n_classes)
 
 
@@ -80,3 +92,37 @@ def transformer(input_shape: tuple[int, ...], n_classes: int, width: int = 64, h
         x = x + keras.layers.Dense(width)(keras.layers.Dense(2 * width, activation="gelu")(h))
     x = keras.layers.GlobalAveragePooling1D()(keras.layers.LayerNormalization()(x))
     return keras.Model(inputs, keras.layers.Dense(n_classes, dtype="float32")(x), name="transformer")
+
+
+@keras.saving.register_keras_serializable(package="dcpipe")
+class PaddingMask(keras.layers.Layer):
+    """Token ids -> ``(batch, 1, length)`` booleans, true for real tokens (id 0 is padding)."""
+
+    def call(self, ids):
+        return keras.ops.expand_dims(keras.ops.not_equal(ids, 0), 1)
+
+
+@keras.saving.register_keras_serializable(package="dcpipe")
+class MaskedMean(keras.layers.Layer):
+    """Mean over the real (non-padding) positions of ``(batch, length, width)`` vectors."""
+
+    def call(self, x, mask):
+        weights = keras.ops.cast(keras.ops.transpose(mask, (0, 2, 1)), x.dtype)
+        return keras.ops.sum(x * weights, axis=1) / keras.ops.maximum(keras.ops.sum(weights, axis=1), 1.0)
+
+
+@register("text_transformer", tokens=True)
+def text_transformer(input_shape: tuple[int, ...], n_classes: int, vocab_size: int, width: int = 32,
+                     heads: int = 2, blocks: int = 2) -> keras.Model:
+    """A small pre-norm Transformer encoder over token ids: embedding + position, padding masked in
+    attention and in the mean pooling."""
+    ids = keras.Input(shape=input_shape, dtype="int32")
+    mask = PaddingMask()(ids)
+    x = PositionEmbedding()(keras.layers.Embedding(vocab_size, width)(ids))
+    for _ in range(blocks):
+        h = keras.layers.LayerNormalization()(x)
+        x = x + keras.layers.MultiHeadAttention(heads, width // heads)(h, h, attention_mask=mask)
+        h = keras.layers.LayerNormalization()(x)
+        x = x + keras.layers.Dense(width)(keras.layers.Dense(2 * width, activation="gelu")(h))
+    x = MaskedMean()(keras.layers.LayerNormalization()(x), mask)
+    return keras.Model(ids, keras.layers.Dense(n_classes, dtype="float32")(x), name="text_transformer")

@@ -5,13 +5,16 @@ import json
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+#: networks over token ids (``models.networks.TOKEN_INPUTS``, kept here so planning needs no TensorFlow)
+TOKEN_NETWORKS = ("text_transformer",)
+
 
 @dataclass(frozen=True, kw_only=True)
 class TrainPlan:
     store: str                      # path of the dataset's data.zarr
     dataset_version: str            # NAME@VERSION, recorded for lineage
     ranges: dict[str, list[int]]    # split -> [start, stop) in the store
-    image_shape: list[int]
+    input_shape: list[int]          # one sample of ``x_var``, e.g. [28, 28, 1] or [48]
     n_classes: int
     run_dir: str
     network: str = "cnn"
@@ -25,6 +28,8 @@ class TrainPlan:
     checkpoint_every: int = 0       # steps between mid-epoch checkpoints; 0 = at epoch ends only
     resume: bool = False            # continue from the run's last checkpoint
     seed: int = 0
+    x_var: str = "image"            # the store's input variable: "image", or "tokens" (text)
+    vocab_size: int = 0             # token ids are below it (text); 0 for images
     # The dataset's feature transform, exported with the model: raw record -> model input.
     transform: dict = field(default_factory=dict)
 

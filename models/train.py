@@ -91,16 +91,24 @@ def _step_function(model, optimizer, compressor: compression.Compressor):
             scaled = optimizer.scale_loss(loss)
         if compressor.horovod_codec is not None:
             # Horovod: allreduce the gradients inside the tape, with Horovod's codec on the wire
-            # (gradients w.r.t. the tf.Variables under Keras 3's variables: see stack.md).
-            tape = hvd.DistributedGradientTape(tape, compression=HOROVOD_CODECS[compressor.horovod_codec])
+            # (gradients w.r.t. the tf.Variables under Keras 3's variables: see stack.md; an embedding's
+            # sparse gradient is allreduced dense, not allgathered).
+            tape = hvd.DistributedGradientTape(tape, compression=HOROVOD_CODECS[compressor.horovod_codec],
+                                               sparse_as_dense=True)
             grads = tape.gradient(scaled, [v.value for v in variables])
         else:
-            grads = compressor.exchange(tape.gradient(scaled, [v.value for v in variables]), comm)
+            grads = compressor.exchange([_dense(g) for g in tape.gradient(scaled, [v.value for v in variables])],
+                                        comm)
         optimizer.apply_gradients(zip(grads, variables))
         hits = tf.reduce_sum(tf.cast(tf.equal(tf.argmax(logits, -1, output_type=tf.int32), y), tf.float32))
         return loss, hits
 
     return step
+
+
+def _dense(grad):
+    """An embedding's gradient (``tf.IndexedSlices``) as a dense tensor, for the compressors."""
+    return tf.convert_to_tensor(grad) if isinstance(grad, tf.IndexedSlices) else grad
 
 
 def _broadcast_state(model, optimizer) -> None:
@@ -138,15 +146,16 @@ def train(plan: TrainPlan) -> dict | None:
 
     loader = data.ZarrLoader(data.LoaderSpec(
         store=plan.store, split_range=tuple(plan.ranges["train"]), batch_size=plan.batch_size, rank=rank,
-        world=size, shuffle_buffer=plan.shuffle_buffer, seed=plan.seed, read_threads=plan.read_threads))
+        world=size, shuffle_buffer=plan.shuffle_buffer, seed=plan.seed, read_threads=plan.read_threads,
+        x_var=plan.x_var))
     steps = loader.steps_per_epoch
     if steps == 0:
         raise SystemExit(f"train split too small: {plan.ranges['train']} gives fewer than batch "
                          f"{plan.batch_size} samples per rank; lower train.batch_size or --np")
-    val_ds = data.eval_dataset(plan.store, tuple(plan.ranges["val"]), rank, size)
-    test_ds = data.eval_dataset(plan.store, tuple(plan.ranges["test"]), rank, size)
+    val_ds = data.eval_dataset(plan.store, tuple(plan.ranges["val"]), rank, size, x_var=plan.x_var)
+    test_ds = data.eval_dataset(plan.store, tuple(plan.ranges["test"]), rank, size, x_var=plan.x_var)
 
-    model = networks.build(plan.network, tuple(plan.image_shape), plan.n_classes)
+    model = networks.build(plan.network, tuple(plan.input_shape), plan.n_classes, vocab_size=plan.vocab_size)
     optimizer = _optimizer(plan, steps, size, on_gpu)
     optimizer.build(model.trainable_variables)
     compressor = compression.parse(plan.compression)

@@ -13,7 +13,7 @@ from dataclasses import replace
 from pathlib import Path
 
 from models.launch import default_np, launch, new_run_dir
-from models.plan import TrainPlan
+from models.plan import TOKEN_NETWORKS, TrainPlan
 from pipeline.config import COMPRESSION_PATTERN, JobConfig, dump_yaml
 from pipeline.errors import UserError
 from pipeline import store
@@ -29,12 +29,35 @@ def resolve_dataset(spec: str, root: Path) -> DatasetRef:
         raise UserError(f"--dataset {spec}: {exc}") from None
 
 
-def transform_of(manifest: dict) -> dict:
-    """The feature transform a raw record needs before the network: the stored pixel scaling."""
-    schema = manifest["config"]["schema"]
+def transform_of(manifest: dict, features: dict | None = None) -> dict:
+    """The feature transform a raw record needs before the network: the stored pixel scaling, or
+    (text, ``features`` = the fitted transform) the text cleaning and the fitted token sequence."""
+    config = manifest["config"]
+    schema = config["schema"]
+    if features is not None:
+        return {"kind": "text_sequence", "clean": config["clean"]["text"], "features": features,
+                "labels": list(schema["labels"])}
     return {"kind": "pixel_scale", "value_min": schema["value_min"], "value_max": schema["value_max"],
             "image_shape": list(schema["image_shape"]), "n_fields": schema["n_fields"],
             "label_column": schema["label_column"], "labels": list(schema["labels"])}
+
+
+def _input_of(ref: DatasetRef, manifest: dict, network: str) -> dict:
+    """The plan's input: variable, shape per sample, vocabulary size and (text) fitted transform."""
+    variables = manifest["variables"]
+    x_var = "tokens" if "tokens" in variables else "image"
+    if (x_var == "tokens") != (network in TOKEN_NETWORKS):
+        takes = "token ids" if network in TOKEN_NETWORKS else "images"
+        fix = ", ".join(TOKEN_NETWORKS) if x_var == "tokens" else "cnn, mlp or transformer"
+        raise UserError(f"train.network: {network} takes {takes} but dataset {ref} stores {x_var!r}; "
+                        f"set train.network to {fix}")
+    if x_var == "image":
+        return {"x_var": x_var, "input_shape": list(variables[x_var]["shape"][1:]), "vocab_size": 0,
+                "transform": transform_of(manifest)}
+    features = json.loads(store.open_version(ref).attrs["features"])
+    vocabulary = next(t for t in features["transforms"] if t["name"] == x_var)["state"]["vocabulary"]
+    return {"x_var": x_var, "input_shape": list(variables[x_var]["shape"][1:]), "vocab_size": len(vocabulary),
+            "transform": transform_of(manifest, features)}
 
 
 def plan_for(cfg: JobConfig, ref: DatasetRef, run_dir: Path, resume: bool = False) -> TrainPlan:
@@ -42,12 +65,11 @@ def plan_for(cfg: JobConfig, ref: DatasetRef, run_dir: Path, resume: bool = Fals
     manifest, t = ref.manifest(), cfg.train
     schema = manifest["config"]["schema"]
     return TrainPlan(store=str(ref.data_path), dataset_version=str(ref), ranges=manifest["ranges"],
-                     image_shape=list(schema["image_shape"]), n_classes=len(schema["labels"]),
-                     run_dir=str(run_dir), network=t.network, epochs=t.epochs, batch_size=t.batch_size,
-                     learning_rate=t.learning_rate, compression=t.compression,
+                     n_classes=len(schema["labels"]), run_dir=str(run_dir), network=t.network, epochs=t.epochs,
+                     batch_size=t.batch_size, learning_rate=t.learning_rate, compression=t.compression,
                      threads_per_rank=t.threads_per_rank, shuffle_buffer=t.shuffle_buffer,
                      read_threads=t.read_threads, checkpoint_every=t.checkpoint_every, resume=resume,
-                     seed=cfg.seed, transform=transform_of(manifest))
+                     seed=cfg.seed, **_input_of(ref, manifest, t.network))
 
 
 def _last_run(workdir: Path, ref: DatasetRef) -> Path | None:

@@ -38,9 +38,11 @@ class SourceConfig(_Section):
         "csv", description="which reader in pipeline/sources/ (see docs/ingest.md)")
     path: str = Field(EMBEDDED_MNIST, description=f"file, glob, fsspec URL, folder (images), SQLAlchemy "
                                                   f"URL (sql), or {EMBEDDED_MNIST!r}")
-    delimiter: str = Field(",", min_length=1, max_length=1, description="csv only; tsv always uses a tab")
+    delimiter: str = Field(",", min_length=1, max_length=1, description="csv, and labelled text lines "
+                           "(LABEL, delimiter, TEXT; e.g. \"\\t\"); tsv always uses a tab")
     blocksize: int = Field(64 << 20, ge=1 << 10, description="bytes per partition of an uncompressed text file")
     text_mode: Literal["line", "file"] = Field("line", description="text: one record per line or per file")
+    labelled: bool = Field(False, description="text: LABEL<delimiter>TEXT lines, or <label>/<file> (file mode)")
     query: str | None = Field(None, description="sql: a table name or a SELECT statement")
     order_by: str | None = Field(None, description="sql: column giving a stable row order; enables partitions")
     rows_per_partition: int = Field(50_000, gt=0, description="sql and images: records per partition")
@@ -166,13 +168,15 @@ class AugmentConfig(_Section):
 
 
 class FeaturesConfig(_Section):
-    """Column groups for ``pipeline.transforms.FeatureTransform``; read with ``FeaturesConfig.model_validate``.
+    """Column groups for ``pipeline.transforms.FeatureTransform`` (the job's ``features`` section).
 
-    Not yet a section of ``JobConfig``: the default MNIST job scales pixels in ``pipeline.features``.
+    Empty groups = the source's default (``pipeline.features.resolve_features``): the ``pixels``
+    transform from the schema for tables, a ``sequence`` transform of the ``text`` column for text.
     """
 
     groups: list[dict] = Field(default_factory=list,
-                               description="[{kind: standard, name: num, columns: [a, b]}, ...]; see docs/features.md")
+                               description="[] = the source's default; else e.g. [{kind: sequence, name: tokens, "
+                                           "columns: [text], length: 48}]; see docs/features.md")
 
     @field_validator("groups")
     @classmethod
@@ -203,7 +207,8 @@ class StoreConfig(_Section):
 
 
 class TrainConfig(_Section):
-    network: Literal["cnn", "mlp", "transformer"] = "cnn"
+    network: Literal["cnn", "mlp", "transformer", "text_transformer"] = Field(
+        "cnn", description="images: cnn, mlp, transformer; token ids (text): text_transformer")
     epochs: int = Field(10, gt=0)
     batch_size: int = Field(64, gt=0, description="samples per rank per step")
     learning_rate: float = Field(1e-3, gt=0, description="per-rank rate; scaled by world size")
@@ -290,6 +295,7 @@ class JobConfig(_Section):
     clean: CleanConfig = CleanConfig()
     gates: GatesConfig = GatesConfig()
     split: SplitConfig = SplitConfig()
+    features: FeaturesConfig = FeaturesConfig()
     augment: AugmentConfig = AugmentConfig()
     store: StoreConfig = StoreConfig()
     train: TrainConfig = TrainConfig()
@@ -304,7 +310,8 @@ class JobConfig(_Section):
     def data_part(self) -> dict:
         """The sections that change the stored dataset (not cluster, not training)."""
         full = self.to_dict()
-        return {k: full[k] for k in ("seed", "dataset", "source", "schema", "clean", "split", "augment", "store")}
+        return {k: full[k] for k in ("seed", "dataset", "source", "schema", "clean", "split", "features", "augment",
+                                    "store")}
 
     def to_dict(self) -> dict:
         return self.model_dump(mode="json", by_alias=True)

@@ -1,7 +1,10 @@
-"""Features: a deterministic stratified split, then typed rows become an image ``xr.Dataset``.
+"""Features: a deterministic stratified split, then typed rows become an ``xr.Dataset``.
 
-The images come from the fitted ``pixels`` transform of ``pipeline.transforms``; its JSON is kept
-in the dataset's ``features`` attribute, so serving applies the very same transform to raw rows:
+The model input comes from the fitted transform of the job's ``features`` section (empty = the
+source's default, :func:`resolve_features`): ``image`` (sample, height, width, channel) from the
+``pixels`` transform for tables, ``tokens`` (sample, position; int32 ids, 0 = padding, with a
+``vocabulary`` attribute) from the ``sequence`` transform for labelled text. Its JSON is kept in
+the dataset's ``features`` attribute, so serving applies the very same transform to raw rows:
 ``FeatureTransform.from_json(xr.open_zarr(store).attrs["features"]).transform(records)``.
 
 The split of a row depends only on (seed, source file, line number) and its label, never on how
@@ -19,6 +22,7 @@ import xarray as xr
 from dask import delayed
 
 from pipeline.config import FeaturesConfig, JobConfig, SchemaConfig, SplitConfig
+from pipeline.errors import UserError
 from pipeline.transforms import FeatureTransform
 
 SPLITS = ("train", "val", "test")
@@ -103,22 +107,56 @@ def image_features(schema: SchemaConfig) -> FeaturesConfig:
         "value_min": schema.value_min, "value_max": schema.value_max}])
 
 
+def text_features() -> FeaturesConfig:
+    """The text transform of a labelled text job: 48 token ids per record from the ``text`` column."""
+    return FeaturesConfig(groups=[{"kind": "sequence", "name": "tokens", "columns": ["text"], "length": 48,
+                                   "min_frequency": 1, "max_size": 20000}])
+
+
+#: model input variable -> its dims after ``sample``
+DIMS = {"image": ("height", "width", "channel"), "tokens": ("position",)}
+
+
+def resolve_features(cfg: JobConfig) -> FeaturesConfig:
+    """The job's features: ``cfg.features``, or the source's default when it lists no groups.
+
+    A dataset stores one model input: a ``pixels`` group named ``image`` (tables, images) or a
+    ``sequence`` group named ``tokens`` (text).
+    """
+    text = cfg.source.kind == "text"
+    default = text_features() if text else image_features(cfg.schema)
+    groups = cfg.features.groups
+    if not groups:
+        return default
+    want = default.groups[0]
+    if len(groups) != 1 or (groups[0]["kind"], groups[0]["name"]) != (want["kind"], want["name"]):
+        got = ", ".join(f"{g['kind']} {g['name']!r}" for g in groups)
+        example = "[text], length: 48" if text else "['p*'], shape: [28, 28, 1]"
+        raise UserError(f"features.groups: a {cfg.source.kind} dataset stores one {want['kind']} group named "
+                        f"{want['name']!r} (got {got}); e.g. [{{kind: {want['kind']}, name: {want['name']}, "
+                        f"columns: {example}}}], or [] for the default")
+    return cfg.features
+
+
 def to_dataset(rows: dd.DataFrame, lengths: tuple[int, ...], cfg: JobConfig,
                sources: list[str]) -> xr.Dataset:
-    """Image dataset over a ``sample`` dimension; pixels scaled to [0, 1] as float32.
+    """The dataset over a ``sample`` dimension: the model input (``image`` as float32 in [0, 1], or
+    ``tokens``), ``label``, ``split``, ``source_file``, ``source_line`` and ``augmented``.
 
     ``lengths`` are the known partition lengths of ``rows`` (the job persists rows to learn them).
-    The fitted image transform is kept as JSON in the ``features`` attribute.
+    The transform is fitted on the train rows and kept as JSON in the ``features`` attribute.
     """
     schema = cfg.schema
     chunks = (tuple(lengths),)
-    fitted = FeatureTransform.fit(rows, image_features(schema))
-    images = fitted.transform_dask(rows, lengths)["image"]
+    fitted = FeatureTransform.fit(rows, resolve_features(cfg))
+    (name, x), = fitted.transform_dask(rows, lengths).items()
+    state = fitted.transforms[0].state
+    x_attrs = {"vocabulary": state["vocabulary"]} if name == "tokens" else {}
     col = lambda name, dtype: rows[name].to_dask_array(lengths=list(lengths)).astype(dtype)  # noqa: E731
     source_index = rows["source"].map({s: i for i, s in enumerate(sources)}, meta=("source", "int32"))
     ds = xr.Dataset(
         {
-            "image": (("sample", "height", "width", "channel"), images),
+            name: (("sample", *DIMS[name]), x, x_attrs),
             "label": ("sample", col("label", "int16")),
             "split": ("sample", col("split", "int8"),
                       {"flag_values": [0, 1, 2], "flag_meanings": " ".join(SPLITS)}),

@@ -1,4 +1,8 @@
-"""Prepare: source -> validated rows -> cleaned -> split -> images -> augmented -> a published version.
+"""Prepare: source -> validated rows -> cleaned -> split -> features -> augmented -> a published version.
+
+Tables (and images) are validated field by field and cleaned by :func:`pipeline.clean.clean`;
+labelled text has its label judged (:func:`pipeline.validate.validate_labels`) and its text
+cleaned by :func:`pipeline.clean.clean_labelled_text`. The rest is shared.
 
 The stages are lazy functions; this module wires them together, persists the split table once
 (so row counts become known) and lets the store do the one compute that writes everything.
@@ -14,10 +18,10 @@ import dask.dataframe as dd
 from distributed import Client, progress
 
 from pipeline import augment, features, gates, ingest, provenance, report, store
-from pipeline.clean import clean
+from pipeline.clean import clean, clean_labelled_text
 from pipeline.config import JobConfig
 from pipeline.errors import UserError
-from pipeline.validate import label_codes, validate
+from pipeline.validate import label_codes, validate, validate_labels
 
 
 @dataclass(frozen=True)
@@ -61,9 +65,11 @@ def _counts(rows, quarantine, records, client: Client, show_progress: bool, extr
 
 def _report(rows, manifest: dict, cfg: JobConfig, client: Client):
     """Quality statistics of the persisted rows; returns a writer of report.json/html into a folder."""
-    lazy = report.lazy_stats(rows)
+    columns = report.TEXT_COLUMNS if _is_text(cfg) else None
+    rows = report.text_lengths(rows) if columns else rows
+    lazy = report.lazy_stats(rows, columns)
     stats = dict(zip(lazy, client.gather(client.compute(list(lazy.values())))))
-    lazy_h = report.lazy_histograms(rows, stats)
+    lazy_h = report.lazy_histograms(rows, stats, columns)
     hists = dict(zip(lazy_h, client.gather(client.compute(list(lazy_h.values())))))
     codes = {code: name for name, code in label_codes(cfg.schema).items()}
     built = report.build(manifest, stats, codes)
@@ -76,7 +82,9 @@ def _nothing_valid(quarantine, n_in: int, cfg: JobConfig) -> UserError:
         return UserError(f"{cfg.source.path}: the source holds no records; give a non-empty CSV")
     first = quarantine.head(1, npartitions=-1).iloc[0]
     detail = f"{first['reason']}"
-    if first["reason"] == "wrong_field_count":
+    if first["reason"] == "wrong_field_count" and _is_text(cfg):
+        detail += f": line {first['line']} has no {cfg.source.delimiter!r} between label and text (source.delimiter)"
+    elif first["reason"] == "wrong_field_count":
         found = len(str(first["raw"]).split(cfg.source.delimiter))
         detail += f": line {first['line']} has {found} fields, expected schema.n_fields = {cfg.schema.n_fields}"
     return UserError(f"{first['source']}: all {n_in} records were quarantined (e.g. {detail}); "
@@ -116,12 +124,30 @@ def _manifest(ref: store.DatasetRef, cfg: JobConfig, sources: list[dict], c: _Co
     }
 
 
+def _is_text(cfg: JobConfig) -> bool:
+    return cfg.source.kind == "text"
+
+
+def _stages(records, cfg: JobConfig):
+    """(split rows, quarantine, cleaning counts) of the records; lazy."""
+    if _is_text(cfg):
+        checked = validate_labels(records, cfg.schema)
+        cleaned = clean_labelled_text(checked.rows, cfg.clean)
+    else:
+        checked = validate(records, cfg.schema)
+        cleaned = clean(checked.rows, cfg.clean, cfg.schema)
+    quarantine = dd.concat([checked.quarantine, cleaned.quarantine])
+    return features.assign_split(cleaned.rows, cfg.split, cfg.seed), quarantine, cleaned.counts
+
+
 def prepare(cfg: JobConfig, root: Path, client: Client, log=print, show_progress: bool = True) -> Prepared:
     """Prepare (or find, when its content version exists) the dataset version for ``cfg``."""
     start = time.perf_counter()
-    if cfg.source.kind == "text":
-        raise UserError("source.kind: text records have no numeric fields to store; clean them with "
-                        "pipeline.clean.clean_text (see docs/ingest.md), or choose a table source")
+    if _is_text(cfg) and not cfg.source.labelled:
+        raise UserError("source.labelled: prepare stores labelled records, but this text source has no labels; "
+                        "set source.labelled: true (LABEL<delimiter>TEXT lines, or <label>/<file> with "
+                        "text_mode: file), see docs/ingest.md")
+    features.resolve_features(cfg)   # a features section that does not fit the source fails before any work
     ingested = ingest.read_source(cfg.source, cfg.schema)
     sources = ingested.inputs
     version = provenance.content_version(sources, cfg.data_part())
@@ -132,11 +158,8 @@ def prepare(cfg: JobConfig, root: Path, client: Client, log=print, show_progress
     records = ingested.records
     n_workers = len(client.scheduler_info()["workers"])
     records = records.repartition(npartitions=max(records.npartitions, 2 * n_workers))
-    checked = validate(records, cfg.schema)
-    cleaned = clean(checked.rows, cfg.clean, cfg.schema)
-    quarantine = dd.concat([checked.quarantine, cleaned.quarantine])
-    rows = features.assign_split(cleaned.rows, cfg.split, cfg.seed)
-    rows, quarantine, counts = _counts(rows, quarantine, records, client, show_progress, cleaned.counts, cfg)
+    rows, quarantine, cleaning = _stages(records, cfg)
+    rows, quarantine, counts = _counts(rows, quarantine, records, client, show_progress, cleaning, cfg)
     if sum(counts.lengths) == 0:
         raise _nothing_valid(quarantine, counts.n_in, cfg)
     manifest = _manifest(ref, cfg, sources, counts)

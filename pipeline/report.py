@@ -1,5 +1,8 @@
 """The data-quality report of a prepared dataset: ``report.json`` and ``report.html`` (PNG histograms
-embedded as base64). :func:`lazy_stats` builds the Dask reductions; the caller computes them."""
+embedded as base64). :func:`lazy_stats` builds the Dask reductions; the caller computes them.
+
+Table rows are described by their value columns ``p0..pN``; text rows by their lengths
+(:func:`text_lengths`: ``n_tokens`` and ``n_chars`` of the cleaned text)."""
 from __future__ import annotations
 
 import base64
@@ -11,6 +14,9 @@ from pathlib import Path
 import dask.array as da
 import dask.dataframe as dd
 import numpy as np
+import pandas as pd
+
+from pipeline.transforms.text import tokenize
 
 N_HISTOGRAMS = 3
 BINS = 32
@@ -20,17 +26,33 @@ def value_columns(rows: dd.DataFrame) -> list[str]:
     return [c for c in rows.columns if c.startswith("p") and c[1:].isdigit()]
 
 
-def lazy_stats(rows: dd.DataFrame) -> dict:
-    """Per-column mean/std/min/max and the label counts, as lazy Dask objects."""
-    cols = value_columns(rows)
+TEXT_COLUMNS = ["n_tokens", "n_chars"]
+
+
+def _lengths(frame: pd.DataFrame) -> pd.DataFrame:
+    texts = frame["text"].fillna("")
+    return pd.DataFrame({"label": frame["label"], "n_tokens": texts.map(lambda t: len(tokenize(t))).astype("int64"),
+                         "n_chars": texts.str.len().astype("int64")}, index=frame.index)
+
+
+def text_lengths(rows: dd.DataFrame) -> dd.DataFrame:
+    """``label``, ``n_tokens`` and ``n_chars`` per text row (lazy): the columns a text report describes."""
+    return rows.map_partitions(_lengths, meta=_lengths(rows._meta), token="report-text-lengths")
+
+
+def lazy_stats(rows: dd.DataFrame, columns: list[str] | None = None) -> dict:
+    """Per-column mean/std/min/max and the label counts, as lazy Dask objects (``columns``: default
+    the value columns)."""
+    cols = columns or value_columns(rows)
     values = rows[cols]
     return {"label_counts": rows["label"].value_counts(), "mean": values.mean(), "std": values.std(),
             "min": values.min(), "max": values.max()}
 
 
-def lazy_histograms(rows: dd.DataFrame, stats: dict) -> dict:
-    """Histograms of the ``N_HISTOGRAMS`` columns with the largest std, and of the per-row mean."""
-    cols = value_columns(rows)
+def lazy_histograms(rows: dd.DataFrame, stats: dict, columns: list[str] | None = None) -> dict:
+    """Histograms of the ``N_HISTOGRAMS`` columns with the largest std, and (value columns only) of
+    the per-row mean."""
+    cols = columns or value_columns(rows)
     std = np.nan_to_num(np.asarray(stats["std"], dtype="float64"))
     chosen = [cols[i] for i in np.argsort(-std, kind="stable")[:N_HISTOGRAMS]]
     out = {}
@@ -38,6 +60,8 @@ def lazy_histograms(rows: dd.DataFrame, stats: dict) -> dict:
         lo, hi = float(np.asarray(stats["min"])[cols.index(c)]), float(np.asarray(stats["max"])[cols.index(c)])
         arr = rows[c].to_dask_array().astype("float64")
         out[f"column {c}"] = da.histogram(arr, bins=BINS, range=(lo, hi if hi > lo else lo + 1))
+    if columns is not None:
+        return out
     row_mean = rows[cols].astype("float64").mean(axis=1).to_dask_array()
     lo, hi = float(np.min(stats["min"])), float(np.max(stats["max"]))
     out["per-row mean"] = da.histogram(row_mean, bins=BINS, range=(lo, hi if hi > lo else lo + 1))

@@ -40,7 +40,8 @@ def label_codes(schema: SchemaConfig) -> dict[str, int]:
     return {str(v): i for i, v in enumerate(schema.labels)}
 
 
-def _classify(frame: pd.DataFrame, schema: SchemaConfig) -> pd.DataFrame:
+def _label_reasons(frame: pd.DataFrame, schema: SchemaConfig) -> tuple[np.ndarray, pd.Series]:
+    """(reasons with ``missing_value``/``label_not_allowed`` added, label codes with -1 where bad)."""
     reason = frame["reason"].to_numpy(dtype=object, na_value=None).copy()
     free = pd.isna(reason)
     label = frame["label"]
@@ -49,6 +50,11 @@ def _classify(frame: pd.DataFrame, schema: SchemaConfig) -> pd.DataFrame:
     reason[free & missing_label] = "missing_value"
     bad_label = codes.isna().to_numpy() & ~missing_label
     reason[free & ~missing_label & bad_label] = "label_not_allowed"
+    return reason, codes.fillna(-1).astype("int16")
+
+
+def _classify(frame: pd.DataFrame, schema: SchemaConfig) -> pd.DataFrame:
+    reason, codes = _label_reasons(frame, schema)
     values = frame[value_names(schema.n_fields - 1)].to_numpy()
     free = pd.isna(reason)
     if schema.dtype == "int":
@@ -58,8 +64,7 @@ def _classify(frame: pd.DataFrame, schema: SchemaConfig) -> pd.DataFrame:
     with np.errstate(invalid="ignore"):
         outside = np.any((values < schema.value_min) | (values > schema.value_max) | np.isinf(values), axis=1)
     reason[free & outside] = "out_of_range"
-    out = frame.assign(reason=pd.array(reason, dtype="string"),
-                       label=codes.fillna(-1).astype("int16"))
+    out = frame.assign(reason=pd.array(reason, dtype="string"), label=codes)
     return out.rename(columns=dict(zip(value_names(schema.n_fields - 1), value_columns(schema))))
 
 
@@ -73,11 +78,28 @@ def _classified_meta(meta: pd.DataFrame, schema: SchemaConfig) -> pd.DataFrame:
     return meta.rename(columns=dict(zip(value_names(schema.n_fields - 1), value_columns(schema))))
 
 
+def _split(classified: dd.DataFrame) -> ValidateResult:
+    valid = classified["reason"].isna()
+    rows = classified[valid].drop(columns=["reason"])
+    return ValidateResult(rows=rows, quarantine=classified[~valid][["source", "line", "raw", "reason"]])
+
+
+def _classify_labels(frame: pd.DataFrame, schema: SchemaConfig) -> pd.DataFrame:
+    reason, codes = _label_reasons(frame, schema)
+    return frame.assign(reason=pd.array(reason, dtype="string"), label=codes)
+
+
+def validate_labels(records: dd.DataFrame, schema: SchemaConfig) -> ValidateResult:
+    """Labelled records without value fields (text): only the label is judged; lazy.
+
+    ``rows`` keep every column but ``reason``, with ``label`` as its int16 code.
+    """
+    meta = records._meta.assign(label=pd.Series(dtype="int16"))
+    return _split(records.map_partitions(_classify_labels, schema, meta=meta, token="validate-labels"))
+
+
 def validate(records: dd.DataFrame, schema: SchemaConfig) -> ValidateResult:
     """Split records into typed rows and quarantined rows (lazy; one pass over each partition)."""
     classified = records.map_partitions(_classify, schema, meta=_classified_meta(records._meta, schema),
                                         token="validate", enforce_metadata=False)
-    valid = classified["reason"].isna()
-    rows = classified[valid].drop(columns=["reason"])
-    quarantine = classified[~valid][["source", "line", "raw", "reason"]]
-    return ValidateResult(rows=rows, quarantine=quarantine)
+    return _split(classified)

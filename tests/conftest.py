@@ -10,6 +10,8 @@ import pytest
 from pipeline.config import JobConfig
 from pipeline.ingest import embedded_mnist_path
 
+REPO = Path(__file__).resolve().parents[1]
+
 
 @pytest.fixture(scope="session")
 def mnist_lines() -> list[str]:

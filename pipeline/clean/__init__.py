@@ -1,5 +1,7 @@
 """Clean: validated rows -> missing values -> exact duplicates -> outliers -> typed values.
 
+Labelled text rows take their own chain (:func:`clean_labelled_text`): normalise and mask the
+text, quarantine empty ones, then drop exact duplicates (same label and cleaned text).
 Each step is a lazy function over Dask collections; :func:`clean` chains them as configured. Rows a
 step rejects go to the quarantine with their reason; duplicates are only counted.
 """
@@ -43,5 +45,19 @@ def clean(rows: dd.DataFrame, cfg: CleanConfig, schema: SchemaConfig) -> CleanRe
                        else quarantined[0], counts)
 
 
-__all__ = ["CleanResult", "clean", "clean_text", "coerce", "drop_duplicates", "handle_missing",
+def clean_labelled_text(rows: dd.DataFrame, cfg: CleanConfig) -> CleanResult:
+    """Validated labelled text rows (``pipeline.validate.validate_labels``) -> cleaned rows; ``raw`` dropped.
+
+    Counts: ``masked_<kind>`` per personal-data kind, ``duplicates_dropped``.
+    """
+    done = clean_text(rows, cfg.text)
+    counts = {f"masked_{kind}": n for kind, n in done.masked.items()}
+    counts["duplicates_dropped"] = 0
+    kept = done.records
+    if cfg.duplicates == "drop":
+        kept, counts["duplicates_dropped"] = drop_duplicates(kept, ["text"])
+    return CleanResult(kept.drop(columns=["raw"]), done.quarantine, counts)
+
+
+__all__ = ["CleanResult", "clean", "clean_labelled_text", "clean_text", "coerce", "drop_duplicates", "handle_missing",
            "handle_outliers", "value_dtype"]

@@ -18,5 +18,34 @@ def test_each_network_maps_images_to_logits_and_round_trips(name, tmp_path):
 
 
 def test_unknown_network_lists_the_choices():
-    with pytest.raises(ValueError, match=r"unknown network 'vit'; choose one of \['cnn', 'mlp', 'transformer'\]"):
+    with pytest.raises(ValueError, match=r"unknown network 'vit'; choose one of \['cnn', 'mlp', 'text_transformer', "
+                                         r"'transformer'\]"):
         networks.build("vit", (12, 12, 1), 3)
+
+
+def test_text_transformer_ignores_padding_and_round_trips(tmp_path):
+    model = networks.build("text_transformer", (8,), 4, vocab_size=20)
+    ids = np.array([[5, 6, 7, 0, 0, 0, 0, 0], [3, 2, 9, 9, 4, 1, 8, 2]], dtype="int32")
+    logits = model(ids)
+    assert tuple(logits.shape) == (2, 4) and logits.dtype == "float32"
+    # padded positions are masked in attention and pooling: changing what the network adds at
+    # positions 3-7 leaves the short row alone and changes the full one
+    position = next(layer for layer in model.layers if isinstance(layer, networks.PositionEmbedding))
+    table = position.get_weights()[0]
+    table[3:] += np.random.default_rng(0).normal(size=table[3:].shape).astype(table.dtype)
+    position.set_weights([table])
+    moved = np.asarray(model(ids))
+    np.testing.assert_allclose(moved[0], logits[0], rtol=1e-5, atol=1e-5)
+    assert not np.allclose(moved[1], logits[1], atol=1e-3)
+    logits = model(ids)
+    model.save(tmp_path / "t.keras")
+    again = keras.models.load_model(tmp_path / "t.keras")
+    np.testing.assert_allclose(again(ids), logits, rtol=1e-5, atol=1e-6)
+
+
+def test_token_networks_need_a_vocabulary_and_the_plan_knows_them():
+    from models.plan import TOKEN_NETWORKS
+    assert sorted(networks.TOKEN_INPUTS) == sorted(TOKEN_NETWORKS)
+    with pytest.raises(ValueError, match=r"network 'text_transformer' reads token ids and needs vocab_size >= 3 "
+                                         r"\(got 0\); train it on a text dataset"):
+        networks.build("text_transformer", (8,), 4)

@@ -133,3 +133,21 @@ def test_train_user_errors_are_one_line_exit_2(prepared, capsys, tmp_path, args,
     err = capsys.readouterr().err.strip()
     assert code == 2 and "\n" not in err
     assert re.search(message, err), err
+
+
+@pytest.mark.parametrize("network, stored, message", [
+    # an image network on a text dataset points to the token networks
+    ("cnn", "tokens", r"train\.network: cnn takes images but dataset topics@0123456789abcdef stores 'tokens'; "
+                      r"set train\.network to text_transformer"),
+    # a token network on an image dataset points to the image networks
+    ("text_transformer", "image", r"train\.network: text_transformer takes token ids but dataset "
+                                  r"topics@0123456789abcdef stores 'image'; set train\.network to cnn, mlp or transformer"),
+])
+def test_a_network_that_does_not_fit_the_stored_input_says_which_does(tmp_path, network, stored, message):
+    from models.train_cmd import _input_of
+    from pipeline.errors import UserError
+    from pipeline.store import DatasetRef
+    ref = DatasetRef(root=tmp_path, name="topics", version="0123456789abcdef")
+    manifest = {"variables": {stored: {"shape": [10, 8]}, "label": {"shape": [10]}}}
+    with pytest.raises(UserError, match=message):
+        _input_of(ref, manifest, network)

@@ -30,6 +30,14 @@ def test_edited_dump_changes_only_that_field(tmp_path):
     ({"schema": {"image_shape": [28, -1, 1]}}, r"schema: image_shape \[28, -1, 1\] .* e\.g\. \[28, 28, 1\]"),
     # split fractions must add up
     ({"split": {"train": 0.7, "val": 0.1, "test": 0.1}}, r"split: train \+ val \+ test must be 1"),
+    # a misspelt key inside the features section
+    ({"features": {"group": []}}, r"config: unknown key 'features\.group'"),
+    # an unknown transform kind lists the registered ones
+    ({"features": {"groups": [{"kind": "bert", "name": "t", "columns": ["text"]}]}},
+     r"features\.groups: \[0\]: unknown kind 'bert'; choose one of .*sequence"),
+    # a transform parameter that does not exist names the accepted ones
+    ({"features": {"groups": [{"kind": "sequence", "name": "t", "columns": ["text"], "lenght": 8}]}},
+     r"features\.groups: \[0\] \(sequence\): unknown parameter 'lenght'; accepted: .*length"),
 ])
 def test_bad_config_is_one_line_naming_the_key(data, match):
     with pytest.raises(UserError, match=match) as info:
@@ -47,6 +55,23 @@ def test_invalid_yaml_names_file_and_line(tmp_path):
     path.write_text("train:\n  epochs: [1,\n")
     with pytest.raises(UserError, match=r"bad\.yaml: line \d+ is not valid YAML"):
         load_config(path)
+
+
+def test_features_section_round_trips_through_the_dump(tmp_path):
+    groups = [{"kind": "sequence", "name": "tokens", "columns": ["text"], "length": 16, "min_frequency": 2}]
+    cfg = parse_config({"source": {"kind": "text", "labelled": True, "delimiter": "\t"},
+                        "features": {"groups": groups}})
+    assert "features:" in dump_yaml(cfg) and JobConfig().features.groups == []
+    path = tmp_path / "c.yaml"
+    path.write_text(dump_yaml(cfg))
+    again = load_config(path)
+    assert again == cfg and again.features.groups[0]["length"] == 16 and again.source.delimiter == "\t"
+
+
+def test_features_change_the_data_part():
+    a = JobConfig()
+    b = a.with_overrides(features={"groups": [{"kind": "pixels", "name": "image", "columns": ["p*"]}]})
+    assert a.data_part()["features"] == {"groups": []} and a.data_part() != b.data_part()
 
 
 def test_data_part_ignores_cluster_and_training():
