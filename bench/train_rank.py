@@ -1,5 +1,8 @@
-"""One rank of the scaling benchmark (run by bench/training.py under horovodrun): time training
-steps of the CNN fed by the Zarr loader through models.train's step function."""
+"""One rank of the scaling benchmark (run by bench/training.py, under horovodrun or alone): time
+training steps of the CNN fed by the Zarr loader through models.train's step function.
+
+    train_rank.py STORE START STOP STEPS BATCH OUT.json
+"""
 import json
 import sys
 import time
@@ -11,11 +14,11 @@ import tensorflow as tf
 from models import compression, data, networks, train
 
 
-def main(store: str, start: int, stop: int, steps: int, out: str) -> None:
+def main(store: str, start: int, stop: int, steps: int, batch: int, out: str) -> None:
     hvd.init()
     tf.config.threading.set_intra_op_parallelism_threads(1)
     tf.config.threading.set_inter_op_parallelism_threads(1)
-    loader = data.ZarrLoader(data.LoaderSpec(store=store, split_range=(start, stop), batch_size=64,
+    loader = data.ZarrLoader(data.LoaderSpec(store=store, split_range=(start, stop), batch_size=batch,
                                              rank=hvd.rank(), world=hvd.size(), read_threads=1))
     model = networks.build("cnn", (28, 28, 1), 10)
     optimizer = keras.optimizers.Adam(1e-3)
@@ -33,8 +36,8 @@ def main(store: str, start: int, stop: int, steps: int, out: str) -> None:
     seconds = time.perf_counter() - t0
     if hvd.rank() == 0:
         with open(out, "w") as fh:
-            json.dump({"world": hvd.size(), "seconds": seconds, "samples_per_s": steps * 64 * hvd.size() / seconds}, fh)
+            json.dump({"world": hvd.size(), "seconds": seconds, "samples_per_s": steps * batch * hvd.size() / seconds}, fh)
 
 
 if __name__ == "__main__":
-    main(sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4]), sys.argv[5])
+    main(sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4]), int(sys.argv[5]), sys.argv[6])
