@@ -90,7 +90,7 @@ def run_dask(path: Path, client, blocksize: int) -> dict:
     quarantine = dd.concat([checked.quarantine, cleaned.quarantine])
     pcols = value_columns(SCHEMA)
     lazy = [records.map_partitions(len).sum(), rows.map_partitions(len).sum(),
-            quarantine["reason"].value_counts(), cleaned.counts["duplicates_dropped"],
+            quarantine["reason"].value_counts(split_out=1), cleaned.counts["duplicates_dropped"],
             cleaned.counts["outlier_rows_flag"], rows[pcols].sum(axis=1).sum()]
     n_in, n_out, reasons, dups, flagged, checksum = client.gather(client.compute(lazy))
     return summary(n_in, n_out, reasons.to_dict(), dups, flagged, checksum)

@@ -13,6 +13,7 @@ import dask.dataframe as dd
 import numpy as np
 import pandas as pd
 
+from pipeline.partitions import per_partition
 from pipeline.config import SchemaConfig
 from pipeline.sources.base import value_names
 
@@ -23,6 +24,11 @@ REASONS = ("malformed", "wrong_field_count", "not_numeric", "missing_value", "la
 def as_quarantine(rows: dd.DataFrame, reason: str) -> dd.DataFrame:
     """``rows`` as quarantine records (source, line, raw, reason) with one ``reason``."""
     return rows[["source", "line", "raw"]].assign(reason=reason).astype({"reason": "string"})
+
+
+def quarantine_records(frame: pd.DataFrame, reason: str) -> pd.DataFrame:
+    """The pandas form of :func:`as_quarantine`, for one partition."""
+    return frame[["source", "line", "raw"]].assign(reason=pd.array([reason] * len(frame), dtype="string"))
 
 
 @dataclass(frozen=True)
@@ -73,11 +79,19 @@ def _classified_meta(meta: pd.DataFrame, schema: SchemaConfig) -> pd.DataFrame:
     return meta.rename(columns=dict(zip(value_names(schema.n_fields - 1), value_columns(schema))))
 
 
+QUARANTINE_COLUMNS = ["source", "line", "raw", "reason"]
+
+
+def _split(frame: pd.DataFrame, schema: SchemaConfig) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """(valid rows, quarantined rows) of one records partition, from one classification."""
+    classified = _classify(frame, schema)
+    bad = classified["reason"].notna().to_numpy(dtype=bool)
+    return classified[~bad].drop(columns=["reason"]), classified.loc[bad, QUARANTINE_COLUMNS]
+
+
 def validate(records: dd.DataFrame, schema: SchemaConfig) -> ValidateResult:
-    """Split records into typed rows and quarantined rows (lazy; one pass over each partition)."""
-    classified = records.map_partitions(_classify, schema, meta=_classified_meta(records._meta, schema),
-                                        token="validate", enforce_metadata=False)
-    valid = classified["reason"].isna()
-    rows = classified[valid].drop(columns=["reason"])
-    quarantine = classified[~valid][["source", "line", "raw", "reason"]]
+    """Split records into typed rows and quarantined rows (lazy; each partition is classified once)."""
+    meta = _classified_meta(records._meta, schema)
+    rows, quarantine = per_partition(records, _split, (meta.drop(columns=["reason"]), meta[QUARANTINE_COLUMNS]),
+                                     schema, name="validate")
     return ValidateResult(rows=rows, quarantine=quarantine)
