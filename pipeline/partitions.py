@@ -15,6 +15,8 @@ import dask.dataframe as dd
 import numpy as np
 import pandas as pd
 
+from pipeline import sizeof as _sizeof  # noqa: F401 - registers the fast sizeof of wide frames on workers
+
 COUNT_META = pd.DataFrame({"n": pd.Series(dtype="int64")})
 
 
