@@ -24,6 +24,7 @@ from pathlib import Path
 
 import dask.dataframe as dd
 import numpy as np
+import psutil
 import pandas as pd
 
 from pipeline.clean import clean
@@ -129,16 +130,19 @@ def run_pandas(path: Path, blocksize: int) -> dict:
     return summary(n_in, n_out, reasons, dups, flagged, checksum)
 
 
-def _cpu_seconds(dask_worker=None, dask_scheduler=None) -> float:
-    """User + system CPU seconds of the calling process (run on workers and the scheduler)."""
-    t = os.times()
-    return t.user + t.system
-
-
-def cluster_cpu(client) -> float:
-    """CPU seconds used so far by the workers, the scheduler and this (client) process together."""
-    return (sum(client.run(_cpu_seconds).values()) + client.run_on_scheduler(_cpu_seconds)
-            + _cpu_seconds())
+def tree_cpu() -> float:
+    """CPU seconds used so far by this process and all its children (pool processes, and a
+    LocalCluster's worker processes; its scheduler runs in this process)."""
+    procs = [psutil.Process()]
+    procs += procs[0].children(recursive=True)
+    total = 0.0
+    for p in procs:
+        try:
+            t = p.cpu_times()
+            total += t.user + t.system
+        except psutil.NoSuchProcess:
+            pass
+    return total
 
 
 def main() -> None:
@@ -162,18 +166,18 @@ def main() -> None:
     resolve(str(path))[0].describe(text=True)
     t_prov = time.perf_counter() - t
     load_pandas = os.getloadavg()[0]
-    t, cpu = time.perf_counter(), _cpu_seconds()
+    t, cpu = time.perf_counter(), tree_cpu()
     pandas_result = run_pandas(path, blocksize)
-    t_pandas, cpu_pandas = time.perf_counter() - t, _cpu_seconds() - cpu
+    t_pandas, cpu_pandas = time.perf_counter() - t, tree_cpu() - cpu
     print(f"pandas: {t_pandas:.1f} s {pandas_result}", flush=True)
     cluster_cfg = ClusterConfig(workers=args.workers, dashboard_address=":0", memory_limit=args.memory_limit)
     t = time.perf_counter()
     with local_client(cluster_cfg, log=lambda *_: None) as client:
         t_start = time.perf_counter() - t
         load_dask = os.getloadavg()[0]
-        t, cpu = time.perf_counter(), cluster_cpu(client)
+        t, cpu = time.perf_counter(), tree_cpu()
         dask_result = run_dask(path, client, blocksize)
-        t_dask, cpu_dask = time.perf_counter() - t, cluster_cpu(client) - cpu
+        t_dask, cpu_dask = time.perf_counter() - t, tree_cpu() - cpu
     print(f"dask:   {t_dask:.1f} s {dask_result}", flush=True)
     same = pandas_result == dask_result
     size = path.stat().st_size / 2**20
