@@ -18,6 +18,7 @@ import os
 import platform
 import statistics
 import time
+from collections import Counter
 from concurrent.futures import ProcessPoolExecutor
 
 import dask.dataframe as dd
@@ -74,6 +75,18 @@ def two_processes(pool: ProcessPoolExecutor, ft: FeatureTransform, raw: pd.DataF
     return np.concatenate([h.result() for h in halves])
 
 
+def spread(client: Client, raw: pd.DataFrame, rows: int) -> dd.DataFrame:
+    """``raw`` in partitions of ``rows`` held by the workers in turn (0, 1, 0, 1, ...), as prepare's
+    shuffle leaves its persisted rows. Tasks run where their input lies: a persist of
+    ``from_pandas`` put 6 of the 10 blocks on one worker in some runs, which timed the placement."""
+    workers = sorted(client.scheduler_info()["workers"])
+    parts = [client.scatter(raw.iloc[start:start + rows], workers=[workers[i % len(workers)]])
+             for i, start in enumerate(range(0, len(raw), rows))]
+    frame = client.persist(dd.from_delayed(parts, meta=raw.iloc[:0], verify_meta=False))
+    wait(frame)
+    return frame
+
+
 def dask_path(ft: FeatureTransform, frame: dd.DataFrame, lengths, cfg: AugmentConfig):
     """The lazy array of stored images (features then augmentation), as the store would write it."""
     images = ft.transform_dask(frame, lengths)["image"]
@@ -81,16 +94,18 @@ def dask_path(ft: FeatureTransform, frame: dd.DataFrame, lengths, cfg: AugmentCo
     return augment_train(ds, sum(lengths), cfg, SEED, CHUNK_ROWS)["image"].data
 
 
-def on_workers(client: Client, arr) -> None:
-    """Compute ``arr`` into worker memory and wait (the store writes from there; nothing is gathered).
-
-    The result is then cancelled, so that the next repeat (same keys) computes it again instead of
-    finding it still in worker memory.
-    """
+def on_workers(client: Client, arr):
+    """Compute ``arr`` into worker memory and wait (the store writes from there; nothing is gathered)."""
     done = client.persist(arr)
     wait(done)
+    return done
+
+
+def forget(client: Client, done) -> None:
+    """Drop a result from worker memory and wait until the scheduler has, so that the next repeat
+    (same keys) computes it again instead of finding it there."""
     client.cancel(done)
-    keys = {k for k in core.flatten(done.__dask_keys__())}
+    keys = set(core.flatten(done.__dask_keys__()))
     while client.run_on_scheduler(_known, keys=keys):
         time.sleep(0.01)
 
@@ -114,15 +129,17 @@ def tree_cpu() -> float:
     return total
 
 
-def timed(fn, repeats: int, cpu=None) -> tuple[float, float, np.ndarray]:
-    """(median wall seconds, median CPU seconds given by ``cpu()``, the last output) of ``repeats`` runs."""
-    cpu = cpu or tree_cpu
+def timed(fn, repeats: int, after=None) -> tuple[float, float, np.ndarray]:
+    """(median wall seconds, median CPU seconds of this process and its children, the last output)
+    of ``repeats`` runs; ``after(output)`` runs after each, untimed."""
     times, cpus, out = [], [], None
     for _ in range(repeats):
-        start, cpu_start = time.perf_counter(), cpu()
+        start, cpu_start = time.perf_counter(), tree_cpu()
         out = fn()
         times.append(time.perf_counter() - start)
-        cpus.append(cpu() - cpu_start)
+        cpus.append(tree_cpu() - cpu_start)
+        if after is not None:
+            after(out)
     return statistics.median(times), statistics.median(cpus), out
 
 
@@ -145,17 +162,18 @@ def main() -> None:
         t_pool, cpu_pool, pooled = timed(lambda: two_processes(pool, ft, raw, cfg), args.repeats)
     with LocalCluster(n_workers=args.workers, threads_per_worker=1, processes=True, dashboard_address=":0") as cluster, \
             Client(cluster) as client:
-        frame = client.persist(dd.from_pandas(raw, chunksize=args.partition_rows, sort=False))
-        wait(frame)
+        frame = spread(client, raw, args.partition_rows)
+        placed = sorted(Counter(w for ws in client.who_has(frame).values() for w in ws).values())
         lengths = tuple(frame.map_partitions(len).compute())
         out = dask_path(ft, frame, lengths, cfg).compute()  # warm-up, and the bytes to compare
         load["dask"] = os.getloadavg()[0]
-        t_dask, cpu_dask, _ = timed(lambda: on_workers(client, dask_path(ft, frame, lengths, cfg)), args.repeats)
+        t_dask, cpu_dask, _ = timed(lambda: on_workers(client, dask_path(ft, frame, lengths, cfg)), args.repeats,
+                                    after=lambda done: forget(client, done))
     if out.tobytes() != ref.tobytes() or pooled.tobytes() != ref.tobytes():
         raise SystemExit("outputs differ between the Dask and the numpy path")
     n_out = len(ref)
     print(f"\nMachine: {os.cpu_count()} cores ({platform.machine()}); {args.rows} raw rows -> {n_out} stored images "
-          f"(2 copies), median of {args.repeats}; outputs byte-identical\n")
+          f"(2 copies), median of {args.repeats}; outputs byte-identical; raw partitions per Dask worker {placed}\n")
     print("| path | load avg (1 min) at start | seconds | CPU s, all its processes | images out / s |\n"
           "|---|---|---|---|---|")
     print(f"| numpy, 1 process | {load['numpy']:.1f} | {t_numpy:.2f} | {cpu_numpy:.2f} | {n_out / t_numpy:,.0f} |")
