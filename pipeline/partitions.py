@@ -14,10 +14,34 @@ from collections.abc import Callable
 import dask.dataframe as dd
 import numpy as np
 import pandas as pd
+from dask._collections import new_collection
+from dask.dataframe.dask_expr._expr import MapPartitions
 
 from pipeline import sizeof as _sizeof  # noqa: F401 - registers the fast sizeof of wide frames on workers
 
 COUNT_META = pd.DataFrame({"n": pd.Series(dtype="int64")})
+
+
+class _GivenMeta(MapPartitions):
+    """``map_partitions`` whose meta is the one given, read without computing anything.
+
+    Why: on Python 3.11 ``functools.cached_property`` holds one lock per class attribute while it
+    computes. A LocalCluster's scheduler materialises a persisted graph in a thread of the client's
+    process; it computes ``Concat._meta`` -> ``frame.ndim`` -> ``MapPartitions._meta``, while the
+    client thread computing a new ``map_partitions`` meta holds the ``MapPartitions._meta`` lock
+    and waits for ``ndim``'s: a deadlock (seen in ``prepare``, whose quarantine concatenates these
+    outputs). A plain property takes no lock.
+    """
+
+    @property
+    def _meta(self):
+        return self.operand("meta")
+
+
+def _map(frame: dd.DataFrame, func: Callable, *args, meta: pd.DataFrame, token: str) -> dd.DataFrame:
+    """``frame.map_partitions(func, *args)`` with the given meta taken as is (see ``_GivenMeta``)."""
+    mapped = frame.map_partitions(func, *args, meta=meta, enforce_metadata=False, token=token)
+    return new_collection(_GivenMeta(*mapped.expr.operands))
 
 
 def _pick(results: tuple, j: int):
@@ -38,11 +62,9 @@ def per_partition(frame: dd.DataFrame, func: Callable, metas: tuple, *args, name
     """
     # The partitions of ``results`` hold tuples, not frames; only ``_pick`` reads them, so the meta
     # given for them is never used.
-    results = frame.map_partitions(func, *args, meta=frame._meta, enforce_metadata=False, token=name)
-    return tuple(results.map_partitions(_pick, j, meta=meta, enforce_metadata=False, token=f"{name}-{j}")
-                 if meta is not None else
-                 results.map_partitions(_pick_count, j, meta=COUNT_META, enforce_metadata=False,
-                                        token=f"{name}-{j}")
+    results = _map(frame, func, *args, meta=frame._meta, token=name)
+    return tuple(_map(results, _pick, j, meta=meta, token=f"{name}-{j}") if meta is not None else
+                 _map(results, _pick_count, j, meta=COUNT_META, token=f"{name}-{j}")
                  for j, meta in enumerate(metas))
 
 
