@@ -13,8 +13,8 @@ import dask.dataframe as dd
 import numpy as np
 import pandas as pd
 
-from pipeline.partitions import per_partition
 from pipeline.config import SchemaConfig
+from pipeline.partitions import per_partition
 from pipeline.sources.base import value_names
 
 REASONS = ("malformed", "wrong_field_count", "not_numeric", "missing_value", "label_not_allowed",

@@ -2,15 +2,17 @@
 
 Each row's label and values are hashed (64-bit, per partition); a single small task over the
 (hash, source, line) keys of all rows picks the rows to drop, and every partition then drops its
-own (one task per partition gives both its kept rows and its count). Two different records share a 64-bit hash with probability about n^2 / 2^65 (1e-8 at a
-million rows); that is the only way a non-duplicate could be dropped.
+own (one task per partition gives both its kept rows and its count). Two different records share
+a 64-bit hash with probability about n^2 / 2^65 (1e-8 at a million rows); that is the only way a
+non-duplicate could be dropped.
 """
 from __future__ import annotations
+
+from functools import partial
 
 import dask.dataframe as dd
 import numpy as np
 import pandas as pd
-from functools import partial
 
 from pipeline.partitions import gather, per_partition, total
 
