@@ -18,10 +18,13 @@ import os
 import platform
 import statistics
 import time
+from collections import Counter
 from concurrent.futures import ProcessPoolExecutor
 
 import dask.dataframe as dd
+from dask import core
 import numpy as np
+import psutil
 import pandas as pd
 import xarray as xr
 from distributed import Client, LocalCluster, wait
@@ -72,6 +75,18 @@ def two_processes(pool: ProcessPoolExecutor, ft: FeatureTransform, raw: pd.DataF
     return np.concatenate([h.result() for h in halves])
 
 
+def spread(client: Client, raw: pd.DataFrame, rows: int) -> dd.DataFrame:
+    """``raw`` in partitions of ``rows`` held by the workers in turn (0, 1, 0, 1, ...), as prepare's
+    shuffle leaves its persisted rows. Tasks run where their input lies: a persist of
+    ``from_pandas`` put 6 of the 10 blocks on one worker in some runs, which timed the placement."""
+    workers = sorted(client.scheduler_info()["workers"])
+    parts = [client.scatter(raw.iloc[start:start + rows], workers=[workers[i % len(workers)]])
+             for i, start in enumerate(range(0, len(raw), rows))]
+    frame = client.persist(dd.from_delayed(parts, meta=raw.iloc[:0], verify_meta=False))
+    wait(frame)
+    return frame
+
+
 def dask_path(ft: FeatureTransform, frame: dd.DataFrame, lengths, cfg: AugmentConfig):
     """The lazy array of stored images (features then augmentation), as the store would write it."""
     images = ft.transform_dask(frame, lengths)["image"]
@@ -79,20 +94,53 @@ def dask_path(ft: FeatureTransform, frame: dd.DataFrame, lengths, cfg: AugmentCo
     return augment_train(ds, sum(lengths), cfg, SEED, CHUNK_ROWS)["image"].data
 
 
-def on_workers(client: Client, arr) -> None:
+def on_workers(client: Client, arr):
     """Compute ``arr`` into worker memory and wait (the store writes from there; nothing is gathered)."""
     done = client.persist(arr)
     wait(done)
-    del done
+    return done
 
 
-def timed(fn, repeats: int) -> tuple[float, np.ndarray]:
-    times, out = [], None
+def forget(client: Client, done) -> None:
+    """Drop a result from worker memory and wait until the scheduler has, so that the next repeat
+    (same keys) computes it again instead of finding it there."""
+    client.cancel(done)
+    keys = set(core.flatten(done.__dask_keys__()))
+    while client.run_on_scheduler(_known, keys=keys):
+        time.sleep(0.01)
+
+
+def _known(keys, dask_scheduler=None) -> bool:
+    return any(k in dask_scheduler.tasks for k in keys)
+
+
+def tree_cpu() -> float:
+    """CPU seconds used so far by this process and all its children (pool processes, and a
+    LocalCluster's worker processes; its scheduler runs in this process)."""
+    procs = [psutil.Process()]
+    procs += procs[0].children(recursive=True)
+    total = 0.0
+    for p in procs:
+        try:
+            t = p.cpu_times()
+            total += t.user + t.system
+        except psutil.NoSuchProcess:
+            pass
+    return total
+
+
+def timed(fn, repeats: int, after=None) -> tuple[float, float, np.ndarray]:
+    """(median wall seconds, median CPU seconds of this process and its children, the last output)
+    of ``repeats`` runs; ``after(output)`` runs after each, untimed."""
+    times, cpus, out = [], [], None
     for _ in range(repeats):
-        start = time.perf_counter()
+        start, cpu_start = time.perf_counter(), tree_cpu()
         out = fn()
         times.append(time.perf_counter() - start)
-    return statistics.median(times), out
+        cpus.append(tree_cpu() - cpu_start)
+        if after is not None:
+            after(out)
+    return statistics.median(times), statistics.median(cpus), out
 
 
 def main() -> None:
@@ -106,29 +154,40 @@ def main() -> None:
     cfg = AugmentConfig()  # the default: rotate 10, shift 2, noise 0.02; 2 copies
     raw = raw_rows(args.rows)
     ft = FeatureTransform.fit(dd.from_pandas(raw, npartitions=1), FEATURES)
-    t_numpy, ref = timed(lambda: numpy_path(ft, raw, cfg), args.repeats)
+    load = {"numpy": os.getloadavg()[0]}
+    t_numpy, cpu_numpy, ref = timed(lambda: numpy_path(ft, raw, cfg), args.repeats)
     with ProcessPoolExecutor(2) as pool:
         two_processes(pool, ft, raw.iloc[:CHUNK_ROWS * 2], cfg)  # warm-up
-        t_pool, pooled = timed(lambda: two_processes(pool, ft, raw, cfg), args.repeats)
+        load["pool"] = os.getloadavg()[0]
+        t_pool, cpu_pool, pooled = timed(lambda: two_processes(pool, ft, raw, cfg), args.repeats)
     with LocalCluster(n_workers=args.workers, threads_per_worker=1, processes=True, dashboard_address=":0") as cluster, \
             Client(cluster) as client:
-        frame = client.persist(dd.from_pandas(raw, chunksize=args.partition_rows, sort=False))
-        wait(frame)
+        frame = spread(client, raw, args.partition_rows)
+        placed = sorted(Counter(w for ws in client.who_has(frame).values() for w in ws).values())
         lengths = tuple(frame.map_partitions(len).compute())
         out = dask_path(ft, frame, lengths, cfg).compute()  # warm-up, and the bytes to compare
-        t_dask, _ = timed(lambda: on_workers(client, dask_path(ft, frame, lengths, cfg)), args.repeats)
+        load["dask"] = os.getloadavg()[0]
+        t_dask, cpu_dask, _ = timed(lambda: on_workers(client, dask_path(ft, frame, lengths, cfg)), args.repeats,
+                                    after=lambda done: forget(client, done))
     if out.tobytes() != ref.tobytes() or pooled.tobytes() != ref.tobytes():
         raise SystemExit("outputs differ between the Dask and the numpy path")
     n_out = len(ref)
-    print(f"\nMachine: {os.cpu_count()} cores ({platform.machine()}), load average {os.getloadavg()[0]:.1f}; "
-          f"{args.rows} raw rows -> {n_out} stored images (2 copies), median of {args.repeats}; outputs byte-identical\n")
-    print("| path | seconds | images out / s |\n|---|---|---|")
-    print(f"| numpy, 1 process | {t_numpy:.2f} | {n_out / t_numpy:,.0f} |")
-    print(f"| Dask, {args.workers} worker{'s' * (args.workers > 1)} | {t_dask:.2f} | {n_out / t_dask:,.0f} |")
-    print(f"| numpy, 2 processes (ceiling reference; result sent back) | {t_pool:.2f} | {n_out / t_pool:,.0f} |")
-    print(f"| **ratio** (numpy s / Dask s) | **{t_numpy / t_dask:.2f}x** | goal >= 1.6x |")
-    print(f"| ratio of the 2-process reference (numpy s / 2-process s) | {t_numpy / t_pool:.2f}x | |")
-
+    print(f"\nMachine: {os.cpu_count()} cores ({platform.machine()}); {args.rows} raw rows -> {n_out} stored images "
+          f"(2 copies), median of {args.repeats}; outputs byte-identical; raw partitions per Dask worker {placed}\n")
+    print("| path | load avg (1 min) at start | seconds | CPU s, all its processes | images out / s |\n"
+          "|---|---|---|---|---|")
+    print(f"| numpy, 1 process | {load['numpy']:.1f} | {t_numpy:.2f} | {cpu_numpy:.2f} | {n_out / t_numpy:,.0f} |")
+    print(f"| Dask, {args.workers} worker{'s' * (args.workers > 1)} | {load['dask']:.1f} | {t_dask:.2f} | "
+          f"{cpu_dask:.2f} | {n_out / t_dask:,.0f} |")
+    print(f"| numpy, 2 processes (ceiling reference; result sent back) | {load['pool']:.1f} | {t_pool:.2f} | "
+          f"{cpu_pool:.2f} | {n_out / t_pool:,.0f} |")
+    print(f"| **ratio** (numpy s / Dask s) | | **{t_numpy / t_dask:.2f}x** | | goal >= 1.6x |")
+    print(f"| ratio of the 2-process reference (numpy s / 2-process s) | | {t_numpy / t_pool:.2f}x | | |")
+    print(f"\nLoad average (1 min) at the end: {os.getloadavg()[0]:.1f}. Above about 1.5 on 2 cores other processes "
+          "took CPU from the run and the ratios are not meaningful. CPU seconds (this process and its children: "
+          "pool processes, Dask workers; the LocalCluster scheduler runs in this process) show the work each "
+          f"path did whatever the load: with {args.workers} free cores Dask could reach about "
+          f"{args.workers} x {cpu_numpy:.2f} / {cpu_dask:.2f} = {args.workers * cpu_numpy / cpu_dask:.2f}x at best.")
 
 if __name__ == "__main__":
     main()

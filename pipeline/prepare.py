@@ -15,7 +15,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 import dask.dataframe as dd
-from distributed import Client, progress
+from distributed import Client, progress, wait
 
 from pipeline import augment, features, gates, ingest, provenance, report, store
 from pipeline.clean import clean, clean_labelled_text
@@ -45,17 +45,20 @@ class _Counts:
 def _counts(rows, quarantine, records, client: Client, show_progress: bool, extra: dict, cfg: JobConfig):
     """Persist the split table and quarantine; learn lengths, split, reason and cleaning counts."""
     lazy = {k: v for k, v in extra.items() if hasattr(v, "dask")}
-    rows, quarantine, n_records, *done = client.persist(
-        [rows, quarantine, records.map_partitions(len).sum(), *lazy.values()])
+    persisted = client.persist([rows, quarantine, records.map_partitions(len).sum(), *lazy.values()])
     if show_progress:
-        progress([rows, quarantine, n_records], notebook=False)
-    lengths = tuple(rows.map_partitions(len).compute())
-    per_split = rows["split"].value_counts().compute().to_dict()
-    reasons = quarantine["reason"].value_counts().compute()
-    cleaning = {**extra, **dict(zip(lazy, client.gather(client.compute(done))))}
+        progress(persisted[:3], notebook=False)
+    # Build no new expression before the persist is done: dask-expr's per-class meta locks can
+    # deadlock against the scheduler materialising the persisted graph in this process.
+    wait(persisted)
+    rows, quarantine, n_records, *done = persisted
+    # Few distinct values: one output partition each, no shuffle.
+    lengths, per_split, reasons, labels, n_in, *cleaned = client.gather(client.compute([
+        rows.map_partitions(len), rows["split"].value_counts(split_out=1),
+        quarantine["reason"].value_counts(split_out=1), rows["label"].value_counts(split_out=1), n_records, *done]))
+    cleaning = {**extra, **dict(zip(lazy, cleaned))}
     names = {code: name for name, code in label_codes(cfg.schema).items()}
-    labels = rows["label"].value_counts().compute()
-    counts = _Counts(n_in=int(n_records.compute()), lengths=lengths,
+    counts = _Counts(n_in=int(n_in), lengths=tuple(int(n) for n in lengths),
                      per_split={name: int(per_split.get(i, 0)) for i, name in enumerate(features.SPLITS)},
                      quarantined={str(k): int(v) for k, v in reasons.items()},
                      cleaning={k: int(v) for k, v in cleaning.items()},

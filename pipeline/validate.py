@@ -14,6 +14,7 @@ import numpy as np
 import pandas as pd
 
 from pipeline.config import SchemaConfig
+from pipeline.partitions import per_partition
 from pipeline.sources.base import value_names
 
 REASONS = ("malformed", "wrong_field_count", "not_numeric", "missing_value", "label_not_allowed",
@@ -23,6 +24,11 @@ REASONS = ("malformed", "wrong_field_count", "not_numeric", "missing_value", "la
 def as_quarantine(rows: dd.DataFrame, reason: str) -> dd.DataFrame:
     """``rows`` as quarantine records (source, line, raw, reason) with one ``reason``."""
     return rows[["source", "line", "raw"]].assign(reason=reason).astype({"reason": "string"})
+
+
+def quarantine_records(frame: pd.DataFrame, reason: str) -> pd.DataFrame:
+    """The pandas form of :func:`as_quarantine`, for one partition."""
+    return frame[["source", "line", "raw"]].assign(reason=pd.array([reason] * len(frame), dtype="string"))
 
 
 @dataclass(frozen=True)
@@ -78,10 +84,20 @@ def _classified_meta(meta: pd.DataFrame, schema: SchemaConfig) -> pd.DataFrame:
     return meta.rename(columns=dict(zip(value_names(schema.n_fields - 1), value_columns(schema))))
 
 
-def _split(classified: dd.DataFrame) -> ValidateResult:
-    valid = classified["reason"].isna()
-    rows = classified[valid].drop(columns=["reason"])
-    return ValidateResult(rows=rows, quarantine=classified[~valid][["source", "line", "raw", "reason"]])
+QUARANTINE_COLUMNS = ["source", "line", "raw", "reason"]
+
+
+def _split(frame: pd.DataFrame, classify, schema: SchemaConfig) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """(valid rows, quarantined rows) of one records partition, from one ``classify`` call."""
+    classified = classify(frame, schema)
+    bad = classified["reason"].notna().to_numpy(dtype=bool)
+    return classified[~bad].drop(columns=["reason"]), classified.loc[bad, QUARANTINE_COLUMNS]
+
+
+def _validated(records: dd.DataFrame, classify, meta: pd.DataFrame, schema: SchemaConfig, name: str) -> ValidateResult:
+    rows, quarantine = per_partition(records, _split, (meta.drop(columns=["reason"]), meta[QUARANTINE_COLUMNS]),
+                                     classify, schema, name=name)
+    return ValidateResult(rows=rows, quarantine=quarantine)
 
 
 def _classify_labels(frame: pd.DataFrame, schema: SchemaConfig) -> pd.DataFrame:
@@ -95,11 +111,9 @@ def validate_labels(records: dd.DataFrame, schema: SchemaConfig) -> ValidateResu
     ``rows`` keep every column but ``reason``, with ``label`` as its int16 code.
     """
     meta = records._meta.assign(label=pd.Series(dtype="int16"))
-    return _split(records.map_partitions(_classify_labels, schema, meta=meta, token="validate-labels"))
+    return _validated(records, _classify_labels, meta, schema, "validate-labels")
 
 
 def validate(records: dd.DataFrame, schema: SchemaConfig) -> ValidateResult:
-    """Split records into typed rows and quarantined rows (lazy; one pass over each partition)."""
-    classified = records.map_partitions(_classify, schema, meta=_classified_meta(records._meta, schema),
-                                        token="validate", enforce_metadata=False)
-    return _split(classified)
+    """Split records into typed rows and quarantined rows (lazy; each partition is classified once)."""
+    return _validated(records, _classify, _classified_meta(records._meta, schema), schema, "validate")

@@ -9,6 +9,7 @@ import dask.dataframe as dd
 import numpy as np
 import pandas as pd
 
+from pipeline import sizeof as _sizeof  # noqa: F401 - registers the fast sizeof of wide frames on workers
 from pipeline.config import SchemaConfig
 
 

@@ -2,15 +2,19 @@
 
 Each row's label and values are hashed (64-bit, per partition); a single small task over the
 (hash, source, line) keys of all rows picks the rows to drop, and every partition then drops its
-own. Two different records share a 64-bit hash with probability about n^2 / 2^65 (1e-8 at a
-million rows); that is the only way a non-duplicate could be dropped.
+own (one task per partition gives both its kept rows and its count). Two different records share
+a 64-bit hash with probability about n^2 / 2^65 (1e-8 at a million rows); that is the only way a
+non-duplicate could be dropped.
 """
 from __future__ import annotations
+
+from functools import partial
 
 import dask.dataframe as dd
 import numpy as np
 import pandas as pd
-from dask import delayed
+
+from pipeline.partitions import gather, per_partition, total
 
 
 def _hash(frame: pd.DataFrame, columns: list[str]) -> pd.Series:
@@ -31,10 +35,28 @@ def _flags(frame: pd.DataFrame, drop: pd.MultiIndex) -> pd.Series:
     return pd.Series(mine.isin(drop), index=frame.index)
 
 
+def _keys(frame: pd.DataFrame, columns: list[str]) -> pd.DataFrame:
+    """(source, line, h) of one partition: all that the global pick of duplicates needs."""
+    return frame[["source", "line"]].assign(h=_hash(frame, columns))
+
+
+def _drop_table(keys: pd.DataFrame) -> pd.DataFrame:
+    """(source, line) of every row to drop, from the keys of all partitions."""
+    drop = _to_drop(keys)
+    return pd.DataFrame({"source": pd.array(drop.get_level_values(0), dtype="string"),
+                         "line": np.asarray(drop.get_level_values(1), dtype="int64")})
+
+
+def _drop(frame: pd.DataFrame, table: pd.DataFrame) -> tuple[pd.DataFrame, int]:
+    """(the partition without its duplicates, how many it dropped)."""
+    drop = pd.MultiIndex.from_arrays([table["source"].to_numpy(dtype=object), table["line"].to_numpy()])
+    flags = _flags(frame, drop).to_numpy(dtype=bool)
+    return frame[~flags], int(flags.sum())
+
+
 def drop_duplicates(rows: dd.DataFrame, columns: list[str]):
     """(rows without exact duplicates of ``label`` + ``columns``, lazy count dropped)."""
-    h = rows.map_partitions(_hash, ["label", *columns], meta=("h", "uint64"), token="clean-dup-hash")
-    keys = rows[["source", "line"]].assign(h=h)
-    drop = delayed(_to_drop, name="clean-dup-keys", pure=True)(keys)
-    flags = rows.map_partitions(_flags, drop, meta=(None, "bool"), token="clean-dup-flags")
-    return rows[~flags], flags.sum()
+    meta = _drop_table(rows._meta[["source", "line"]].assign(h=pd.Series(dtype="uint64")))
+    table = gather(rows, partial(_keys, columns=["label", *columns]), _drop_table, meta, name="clean-dup-keys")
+    kept, dropped = per_partition(rows, _drop, (rows._meta, None), table, name="clean-dup-flags")
+    return kept, total(dropped)

@@ -11,7 +11,8 @@ import pandas as pd
 
 from pipeline.clean._lazy import broadcast
 from pipeline.config import MissingPolicy
-from pipeline.validate import as_quarantine
+from pipeline.partitions import per_partition, value_block
+from pipeline.validate import quarantine_records
 
 
 def _fill(frame: pd.DataFrame, columns: list[str], fill) -> pd.DataFrame:
@@ -20,13 +21,19 @@ def _fill(frame: pd.DataFrame, columns: list[str], fill) -> pd.DataFrame:
     return frame.assign(**{c: filled[c] for c in columns}) if values.isna().to_numpy().any() else frame
 
 
+def _split(frame: pd.DataFrame, columns: list[str]) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """(rows without a missing value, the others as quarantine records) of one partition."""
+    missing = np.isnan(value_block(frame, columns)).any(axis=1)
+    return frame[~missing], quarantine_records(frame[missing], "missing_value")
+
+
 def handle_missing(rows: dd.DataFrame, columns: list[str], policy: MissingPolicy):
     """(rows without missing values, quarantined rows, lazy count of imputed values)."""
-    has_missing = rows[columns].isna().any(axis=1)
+    if policy.strategy == "drop":   # one pass per partition gives both outputs
+        metas = (rows._meta, quarantine_records(rows._meta, "missing_value"))
+        kept, quarantine = per_partition(rows, _split, metas, columns, name="clean-missing")
+        return kept, quarantine, 0
     n_missing = rows[columns].isna().sum().sum()
-    if policy.strategy == "drop":
-        quarantine = as_quarantine(rows[has_missing], "missing_value")
-        return rows[~has_missing], quarantine, 0
     if policy.strategy == "constant":
         fill = policy.fill_value
     elif policy.strategy == "mean":

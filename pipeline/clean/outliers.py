@@ -3,26 +3,62 @@
 z-score: a value is an outlier when ``|x - mean| > z_threshold * std`` (columns with std 0 have no
 outliers). IQR: outside ``[q1 - f * iqr, q3 + f * iqr]`` with approximate quartiles. A row is an
 outlier when any of its values is.
+
+The z-score statistics come from per-partition moments (count, sum, sum of squares per column),
+one small task per partition: exact for integer data, whatever the partitioning. Then one task per
+partition marks its rows and gives the kept rows, the quarantined ones and its counts together.
 """
 from __future__ import annotations
+
+from functools import partial
 
 import dask.dataframe as dd
 import numpy as np
 import pandas as pd
 
-from pipeline.clean._lazy import broadcast
 from pipeline.config import OutlierPolicy
-from pipeline.validate import as_quarantine
+from pipeline.partitions import gather, per_partition, total, value_block
+from pipeline.validate import quarantine_records
+
+BOUNDS_META = pd.DataFrame({"low": pd.Series(dtype="float64"), "high": pd.Series(dtype="float64")})
 
 
-def _bounds(rows: dd.DataFrame, columns: list[str], policy: OutlierPolicy):
-    if policy.method == "zscore":
-        mean, std = rows[columns].mean(), rows[columns].std()
-        spread = (std * policy.z_threshold).where(std > 0, np.inf)
-        return mean - spread, mean + spread
-    q1, q3 = rows[columns].quantile(0.25), rows[columns].quantile(0.75)
+def _moments(frame: pd.DataFrame, columns: list[str]) -> pd.DataFrame:
+    """Per column of one partition: rows, sum and sum of squares (float64: exact for integers)."""
+    values = value_block(frame, columns).astype("float64", copy=False)
+    return pd.DataFrame({"n": np.full(len(columns), float(len(values))), "s1": values.sum(axis=0),
+                         "s2": np.einsum("ij,ij->j", values, values)}, index=columns)
+
+
+def zscore_bounds(n: float, s1: np.ndarray, s2: np.ndarray, z: float) -> tuple[np.ndarray, np.ndarray]:
+    """(low, high) per column from the moments: mean -+ z * std (ddof 1); no bound where std is 0."""
+    mean = s1 / n
+    with np.errstate(divide="ignore", invalid="ignore"):
+        std = np.sqrt(np.clip((s2 - n * mean ** 2) / (n - 1), 0, None))
+    spread = np.where(std > 0, std * z, np.inf)
+    return mean - spread, mean + spread
+
+
+def _zscore_table(moments: pd.DataFrame, columns: list[str], z: float) -> pd.DataFrame:
+    """Bounds per column from the moments of all partitions (concatenated, in column order)."""
+    n, s1, s2 = moments.to_numpy().reshape(-1, len(columns), 3).sum(axis=0).T
+    low, high = zscore_bounds(n[0] if len(n) else 0.0, s1, s2, z)
+    return pd.DataFrame({"low": low, "high": high}, index=columns)
+
+
+def _iqr_table(q1: pd.Series, q3: pd.Series, factor: float) -> pd.DataFrame:
     iqr = q3 - q1
-    return q1 - policy.iqr_factor * iqr, q3 + policy.iqr_factor * iqr
+    return pd.DataFrame({"low": q1 - factor * iqr, "high": q3 + factor * iqr})
+
+
+def _bounds(rows: dd.DataFrame, columns: list[str], policy: OutlierPolicy) -> dd.DataFrame:
+    """A one-partition lazy frame of ``low`` and ``high`` per column."""
+    if policy.method == "zscore":
+        return gather(rows, partial(_moments, columns=columns),
+                      partial(_zscore_table, columns=columns, z=policy.z_threshold), BOUNDS_META,
+                      name="clean-outliers-bounds")
+    q1, q3 = rows[columns].quantile(0.25), rows[columns].quantile(0.75)
+    return q1.map_partitions(_iqr_table, q3, policy.iqr_factor, meta=BOUNDS_META)
 
 
 def _mark(frame: pd.DataFrame, columns: list[str], low, high, action: str) -> pd.DataFrame:
@@ -36,17 +72,22 @@ def _mark(frame: pd.DataFrame, columns: list[str], low, high, action: str) -> pd
     return out
 
 
+def _apply(frame: pd.DataFrame, columns: list[str], bounds: pd.DataFrame, action: str):
+    """(kept rows, quarantined rows, outlier rows, outlier values) of one partition."""
+    marked = _mark(frame, columns, bounds["low"].to_numpy(), bounds["high"].to_numpy(), action)
+    outlier = marked["outlier"].to_numpy(dtype=bool)
+    counts = int(outlier.sum()), int(marked.pop("n_outlier_values").sum())
+    if action == "drop":
+        return marked[~outlier].drop(columns=["outlier"]), quarantine_records(marked[outlier], "outlier"), *counts
+    kept = marked if action == "flag" else marked.drop(columns=["outlier"])
+    return kept, quarantine_records(marked.iloc[:0], "outlier"), *counts
+
+
 def handle_outliers(rows: dd.DataFrame, columns: list[str], policy: OutlierPolicy):
     """(rows, quarantined rows, lazy count of outlier rows, lazy count of outlier values)."""
-    low, high = _bounds(rows, columns, policy)
-    meta = rows._meta.assign(outlier=pd.Series(dtype=bool), n_outlier_values=pd.Series(dtype="int64"))
-    marked = rows.map_partitions(_mark, columns, broadcast(low), broadcast(high), policy.action, meta=meta,
-                                 token="clean-outliers")
-    n_rows, n_values = marked["outlier"].sum(), marked["n_outlier_values"].sum()
-    marked = marked.drop(columns=["n_outlier_values"])
-    if policy.action == "drop":
-        quarantine = as_quarantine(marked[marked["outlier"]], "outlier")
-        return marked[~marked["outlier"]].drop(columns=["outlier"]), quarantine, n_rows, n_values
-    empty = rows._meta[["source", "line", "raw"]].assign(reason=pd.Series(dtype="string"))
-    kept = marked if policy.action == "flag" else marked.drop(columns=["outlier"])
-    return kept, dd.from_pandas(empty, npartitions=1), n_rows, n_values
+    bounds = _bounds(rows, columns, policy)
+    kept_meta = rows._meta.assign(outlier=pd.Series(dtype=bool)) if policy.action == "flag" else rows._meta
+    metas = (kept_meta, quarantine_records(rows._meta, "outlier"), None, None)
+    kept, quarantine, n_rows, n_values = per_partition(rows, _apply, metas, columns, bounds, policy.action,
+                                                       name="clean-outliers")
+    return kept, quarantine, total(n_rows), total(n_values)

@@ -10,6 +10,7 @@ import csv
 import io
 from functools import partial
 
+import dask.dataframe as dd
 import numpy as np
 import pandas as pd
 
@@ -100,14 +101,18 @@ def _check_headers(files: list[InputFile], schema: SchemaConfig, delimiter: str)
     return expected
 
 
-def _read(cfg: SourceConfig, schema: SchemaConfig, delimiter: str) -> Ingested:
+def delimited_records(cfg: SourceConfig, schema: SchemaConfig, delimiter: str) -> dd.DataFrame:
+    """The lazy records of delimited files (headers are checked now); no provenance pass."""
     files = resolve(cfg.path)
     names = _check_headers(files, schema, delimiter) if schema.header else None
     parse = partial(parse_delimited, delimiter=delimiter, n_fields=schema.n_fields,
                     label_pos=schema.label_index(names))
-    records = read_lines(files, cfg.blocksize, parse, records_meta(schema.n_fields - 1),
-                         skip_header=schema.header)
-    return Ingested(records, [f.describe(text=True) for f in files])
+    return read_lines(files, cfg.blocksize, parse, records_meta(schema.n_fields - 1), skip_header=schema.header)
+
+
+def _read(cfg: SourceConfig, schema: SchemaConfig, delimiter: str) -> Ingested:
+    records = delimited_records(cfg, schema, delimiter)
+    return Ingested(records, [f.describe(text=True) for f in resolve(cfg.path)])
 
 
 @register("csv")

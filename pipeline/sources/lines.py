@@ -18,6 +18,7 @@ import pandas as pd
 from dask import delayed
 from fsspec.utils import read_block
 
+from pipeline import sizeof as _sizeof  # noqa: F401 - registers the fast sizeof of wide frames on workers
 from pipeline.errors import UserError
 from pipeline.sources.files import InputFile
 
