@@ -54,7 +54,10 @@ class ZarrLoader:
     def __init__(self, spec: LoaderSpec):
         self.spec = spec
         group = zarr.open_group(spec.store, mode="r")
-        self._x, self._label = group[spec.x_var], group["label"]
+        self._x = group[spec.x_var]
+        # The split's labels (2 bytes a sample) are read once: a Zarr read costs ~1 ms whatever its size.
+        lo, hi = spec.split_range
+        self._labels = group["label"][lo:hi].astype(np.int32)
         self._decode = cf_decoder(self._x)
         self.chunk_rows = int(self._x.chunks[0])
         n = spec.split_range[1] - spec.split_range[0]
@@ -78,7 +81,8 @@ class ZarrLoader:
         k = min(self.window_batches, self.steps_per_epoch - first)
         parts = sharding.slice_pieces(pieces, first * b, (first + k) * b)
         xs = np.concatenate([self._x[p.start:p.stop] for p in parts])
-        labels = np.concatenate([self._label[p.start:p.stop] for p in parts]).astype(np.int32)
+        lo = spec.split_range[0]
+        labels = np.concatenate([self._labels[p.start - lo:p.stop - lo] for p in parts])
         order = np.random.default_rng([spec.seed, epoch, spec.rank, index]).permutation(len(labels))
         return xs[order].reshape(k, b, *xs.shape[1:]), labels[order].reshape(k, b)
 
