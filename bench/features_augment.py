@@ -24,10 +24,10 @@ from concurrent.futures import ProcessPoolExecutor
 import dask.dataframe as dd
 from dask import core
 import numpy as np
-import psutil
 import pandas as pd
 import xarray as xr
 from distributed import Client, LocalCluster, wait
+from cputime import tree_cpu  # bench/cputime.py (this folder is on sys.path when run as a script)
 
 from pipeline.augment import apply_ops, augment_train, build_all
 from pipeline.config import AugmentConfig, FeaturesConfig
@@ -113,21 +113,6 @@ def forget(client: Client, done) -> None:
 
 def _known(keys, dask_scheduler=None) -> bool:
     return any(k in dask_scheduler.tasks for k in keys)
-
-
-def tree_cpu() -> float:
-    """CPU seconds used so far by this process and all its children (pool processes, and a
-    LocalCluster's worker processes; its scheduler runs in this process)."""
-    procs = [psutil.Process()]
-    procs += procs[0].children(recursive=True)
-    total = 0.0
-    for p in procs:
-        try:
-            t = p.cpu_times()
-            total += t.user + t.system
-        except psutil.NoSuchProcess:
-            pass
-    return total
 
 
 def timed(fn, repeats: int, after=None) -> tuple[float, float, np.ndarray]:

@@ -24,8 +24,8 @@ from pathlib import Path
 
 import dask.dataframe as dd
 import numpy as np
-import psutil
 import pandas as pd
+from cputime import tree_cpu  # bench/cputime.py (this folder is on sys.path when run as a script)
 
 from pipeline.clean import clean
 from pipeline.clean.coerce import _cast, value_dtype
@@ -128,21 +128,6 @@ def run_pandas(path: Path, blocksize: int) -> dict:
         n_out += len(out)
         checksum += int(out[pcols].sum(axis=1).sum())
     return summary(n_in, n_out, reasons, dups, flagged, checksum)
-
-
-def tree_cpu() -> float:
-    """CPU seconds used so far by this process and all its children (pool processes, and a
-    LocalCluster's worker processes; its scheduler runs in this process)."""
-    procs = [psutil.Process()]
-    procs += procs[0].children(recursive=True)
-    total = 0.0
-    for p in procs:
-        try:
-            t = p.cpu_times()
-            total += t.user + t.system
-        except psutil.NoSuchProcess:
-            pass
-    return total
 
 
 def main() -> None:
