@@ -116,7 +116,7 @@ class TextPolicy(_Section):
     nfkc: bool = True
     lower: bool = True
     whitespace: bool = Field(True, description="collapse runs of whitespace, strip the ends")
-    drop_empty: bool = Field(True, description="quarantine records empty after normalising (empty_text)")
+    drop_empty: bool = Field(True, description="quarantine records with no word character after normalising (empty_text)")
     mask: list[Literal["email", "phone", "ip", "digits"]] = Field(
         default_factory=lambda: ["email", "phone", "ip", "digits"], description="personal data to mask")
 

@@ -135,7 +135,22 @@ def resolve_features(cfg: JobConfig) -> FeaturesConfig:
         raise UserError(f"features.groups: a {cfg.source.kind} dataset stores one {want['kind']} group named "
                         f"{want['name']!r} (got {got}); e.g. [{{kind: {want['kind']}, name: {want['name']}, "
                         f"columns: {example}}}], or [] for the default")
+    if not text:
+        _check_image_group(groups[0], want)
     return cfg.features
+
+
+#: pixels options the serving bundle (``models.export.PixelScale``) reproduces from the schema
+SERVED_AS_SCHEMA = ("shape", "value_min", "value_max", "resize", "layout")
+
+
+def _check_image_group(group: dict, schema_group: dict) -> None:
+    """An image group must scale pixels as the schema says: serving applies exactly that."""
+    differ = {k: group[k] for k in SERVED_AS_SCHEMA if group[k] != schema_group[k]}
+    if differ:
+        want = {k: schema_group[k] for k in differ}
+        raise UserError(f"features.groups[0]: {differ} would train on other images than the serving bundle "
+                        f"makes from the schema ({want}); set the schema instead, or leave features.groups empty")
 
 
 def to_dataset(rows: dd.DataFrame, lengths: tuple[int, ...], cfg: JobConfig,

@@ -32,8 +32,8 @@ def _moments(frame: pd.DataFrame, columns: list[str]) -> pd.DataFrame:
 
 def zscore_bounds(n: float, s1: np.ndarray, s2: np.ndarray, z: float) -> tuple[np.ndarray, np.ndarray]:
     """(low, high) per column from the moments: mean -+ z * std (ddof 1); no bound where std is 0."""
-    mean = s1 / n
-    with np.errstate(divide="ignore", invalid="ignore"):
+    with np.errstate(divide="ignore", invalid="ignore"):   # no rows: no bounds (NaN compares false)
+        mean = s1 / n
         std = np.sqrt(np.clip((s2 - n * mean ** 2) / (n - 1), 0, None))
     spread = np.where(std > 0, std * z, np.inf)
     return mean - spread, mean + spread

@@ -1,4 +1,4 @@
-"""Text records: Unicode NFKC, lower-case, whitespace, empty records out; personal data masked, counted.
+"""Text records: Unicode NFKC, lower-case, whitespace, records with no word out; personal data masked, counted.
 
 Masks (applied in this order, each match replaced by ``<KIND>``):
 
@@ -92,6 +92,7 @@ def clean_text(records: dd.DataFrame, policy: TextPolicy) -> TextCleanResult:
     done = records.map_partitions(_clean_partition, policy, meta=meta, token="clean-text")
     masked = {k: done[f"n_{k}"].sum() for k in policy.mask}
     done = done.drop(columns=[f"n_{k}" for k in policy.mask])
-    empty = (done["text"].str.len() == 0) if policy.drop_empty else done["text"].isna() & False
+    # empty: no word character left (punctuation only would become a row of padding tokens)
+    empty = ~done["text"].str.contains(r"\w", regex=True) if policy.drop_empty else done["text"].isna() & False
     quarantine = as_quarantine(done[empty], "empty_text")
     return TextCleanResult(done[~empty], quarantine, masked)

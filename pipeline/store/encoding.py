@@ -79,6 +79,15 @@ def chunk_rows(cfg: StoreConfig, bytes_per_sample: int) -> int:
     return cfg.chunk_rows or rows_per_chunk(bytes_per_sample, cfg.chunk_bytes)
 
 
+def packable(ds: xr.Dataset, cfg: StoreConfig) -> xr.Dataset:
+    """``ds`` with the image clipped to [0, 1] when it is packed as uint8 (lazy), so that a value
+    outside, e.g. an imputed ``fill_value`` beyond the schema's range, saturates instead of
+    wrapping around; NaN cannot reach here (missing values are dropped or imputed before)."""
+    if "image" in ds.data_vars and cfg.image_dtype == "uint8":
+        return ds.assign(image=ds["image"].clip(0, 1))
+    return ds
+
+
 def encoding(ds: xr.Dataset, cfg: StoreConfig, rows: int) -> dict:
     """``to_zarr`` encoding: ``rows`` samples per chunk, whole along the other axes, ``cfg``'s codec."""
     enc = {}

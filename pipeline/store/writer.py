@@ -20,7 +20,7 @@ import xarray as xr
 from pipeline.config import StoreConfig
 from pipeline.errors import UserError
 from pipeline.store import checksums
-from pipeline.store.encoding import SAMPLE, chunk_rows, describe_variables, encoding, sample_bytes
+from pipeline.store.encoding import SAMPLE, chunk_rows, describe_variables, encoding, packable, sample_bytes
 from pipeline.store.layout import (DATA, MANIFEST, QUARANTINE, STAGING_PREFIX, DatasetRef, leftovers,
                                    version_lock, versions)
 
@@ -59,11 +59,12 @@ def _write_data(ds: xr.Dataset, quarantine, staging: Path, cfg: StoreConfig) -> 
     rows = chunk_rows(cfg, sample_bytes(ds))
     if SAMPLE in ds.dims:
         ds = ds.chunk({SAMPLE: rows})
+    ds = packable(ds, cfg)
     enc = encoding(ds, cfg, rows)
     with warnings.catch_warnings():  # xarray and zarr-python read consolidated v3 metadata fine
         warnings.filterwarnings("ignore", message="Consolidated metadata", category=UserWarning)
         warnings.filterwarnings("ignore", message="Numcodecs codecs are not in the Zarr version 3")
-        # packed images are clipped to [0, 1] upstream: no NaN needs a fill value
+        # packed images are clipped to [0, 1] (``packable``) and hold no NaN: no fill value needed
         warnings.filterwarnings("ignore", message="saving variable .* without any _FillValue")
         ds.to_zarr(staging / DATA, mode="w-", zarr_format=3, consolidated=True, encoding=enc)
     if quarantine is not None:

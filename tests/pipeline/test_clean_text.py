@@ -35,12 +35,13 @@ def test_mask(text, masked, counts):
 
 
 def test_clean_text_counts_and_quarantines_empty_records():
-    texts = ["Mail ME@X.ORG", "   ", "ip 8.8.8.8, ip 1.1.1.1", "plain"]
-    frame = pd.DataFrame({"source": pd.array(["t.txt"] * 4, dtype="string"), "line": [1, 2, 3, 4],
+    texts = ["Mail ME@X.ORG", "   ", "ip 8.8.8.8, ip 1.1.1.1", "plain", "!!! ---"]   # the last: no word
+    frame = pd.DataFrame({"source": pd.array(["t.txt"] * 5, dtype="string"), "line": [1, 2, 3, 4, 5],
                           "raw": pd.array(texts, dtype="string"), "text": pd.array(texts, dtype="string")})
     result = clean_text(dd.from_pandas(frame, npartitions=2, sort=False), TextPolicy())
     with dask.config.set(scheduler="sync"):
         records, quarantine, masked = dask.compute(result.records, result.quarantine, result.masked)
     assert records["text"].tolist() == ["mail <EMAIL>", "ip <IP>, ip <IP>", "plain"]
     assert masked == {"email": 1, "phone": 0, "ip": 2, "digits": 0}
-    assert quarantine[["line", "reason", "raw"]].values.tolist() == [[2, "empty_text", "   "]]
+    assert quarantine[["line", "reason", "raw"]].values.tolist() == [[2, "empty_text", "   "],
+                                                                    [5, "empty_text", "!!! ---"]]

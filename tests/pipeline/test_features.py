@@ -6,6 +6,7 @@ from hypothesis import given, settings, strategies as st
 
 from pipeline import features, ingest
 from pipeline.config import JobConfig, SplitConfig
+from pipeline.errors import UserError
 from pipeline.validate import validate
 
 
@@ -84,3 +85,19 @@ def test_stored_images_equal_the_serving_transform_of_the_raw_records(small_csv)
     assert images.tobytes() == ds["image"].values.tobytes()
     one = served.transform(raw.iloc[[lines[7]]])["image"]  # one record online
     assert one.tobytes() == ds["image"].values[7:8].tobytes()
+
+
+@pytest.mark.parametrize("extra, match", [
+    ({"resize": [14, 14]}, r"features\.groups\[0\]: \{'resize': \[14, 14\]\} would train on other images"),  # not served
+    ({"value_max": 1.0}, r"\{'value_max': 1\.0\} would train on other images .*set the schema instead"),
+])
+def test_an_image_group_must_scale_as_the_schema_serves(extra, match):
+    group = {"kind": "pixels", "name": "image", "columns": ["p*"], "shape": [28, 28, 1], **extra}
+    with pytest.raises(UserError, match=match):
+        features.resolve_features(JobConfig().with_overrides(features={"groups": [group]}))
+
+
+def test_an_image_group_like_the_schema_is_accepted():
+    group = {"kind": "pixels", "name": "image", "columns": ["p*"], "shape": [28, 28, 1]}
+    cfg = JobConfig().with_overrides(features={"groups": [group]})
+    assert features.resolve_features(cfg).groups[0]["columns"] == ["p*"]

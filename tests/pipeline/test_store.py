@@ -13,7 +13,7 @@ from hypothesis import given, strategies as st
 from pipeline import open_dataset, store
 from pipeline.config import StoreConfig
 from pipeline.errors import UserError
-from pipeline.store import layout
+from pipeline.store import DatasetRef, layout, publish
 from tests.pipeline.store_data import N, VERSION, publish_tiny, store_config, tiny_dataset
 
 
@@ -80,6 +80,15 @@ def test_uint8_images_store_a_quarter_of_the_bytes_and_decode_to_within_half_a_s
     assert zarr.open(packed.ref.data_path, mode="r")["image"].dtype == np.uint8
     decoded = xr.open_zarr(packed.ref.data_path)["image"].values   # k * scale_factor, by plain xarray
     np.testing.assert_allclose(decoded, tiny_dataset()["image"].values, atol=0.5 / 255 + 1e-7)
+
+
+def test_uint8_images_saturate_outside_0_1_instead_of_wrapping(tmp_path):
+    ds = tiny_dataset()
+    ds["image"] = ds["image"] * 2 - 0.5                       # values in [-0.5, 1.5]
+    ref = DatasetRef(root=tmp_path, name="tiny", version=VERSION)
+    pub = publish(ds, None, {"records_in": N}, ref, store_config(image_dtype="uint8"))
+    stored = xr.open_zarr(pub.ref.data_path)["image"].values
+    np.testing.assert_allclose(stored, np.clip(ds["image"].values, 0, 1), atol=0.5 / 255 + 1e-7)
 
 
 def test_manifest_pins_every_file(tmp_path):
