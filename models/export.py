@@ -70,8 +70,8 @@ class TextSequence:
     features: object       # pipeline.transforms.FeatureTransform, fitted
 
     def __call__(self, texts) -> np.ndarray:
-        from pipeline.clean.text import mask, normalise
-        cleaned = [mask(normalise(str(t), self.policy), self.policy.mask)[0] for t in texts]
+        from pipeline.clean.text import clean_one
+        cleaned = [clean_one(t, self.policy)[0] for t in texts]
         (ids,) = self.features.transform(pd.DataFrame({"text": cleaned})).values()
         return ids
 

@@ -66,10 +66,15 @@ def mask(text: str, kinds) -> tuple[str, dict[str, int]]:
     return text, {k: counts.get(k, 0) for k in kinds}
 
 
+def clean_one(text, policy: TextPolicy) -> tuple[str, dict[str, int]]:
+    """One record as prepare cleans it (``None`` is empty text); also what serving applies."""
+    return mask(normalise("" if text is None or text is pd.NA else str(text), policy), policy.mask)
+
+
 def _clean_partition(frame: pd.DataFrame, policy: TextPolicy) -> pd.DataFrame:
     texts, counts = [], {f"n_{k}": [] for k in policy.mask}
     for value in frame["text"].fillna(""):
-        cleaned, found = mask(normalise(value, policy), policy.mask)
+        cleaned, found = clean_one(value, policy)
         texts.append(cleaned)
         for k, n in found.items():
             counts[f"n_{k}"].append(n)
