@@ -95,3 +95,11 @@ def test_uint8_packed_images_are_decoded_to_what_xarray_gives(tmp_path):
     np.testing.assert_allclose(x.numpy(), decoded[rows], atol=1e-7)
     (e, _), = data.eval_dataset(store, (0, 300), rank=0, world=1, batch_size=300)
     np.testing.assert_allclose(e.numpy(), decoded, atol=1e-7)
+
+
+def test_the_tensorstore_reader_gives_what_zarr_python_gives(tmp_path):
+    store = str(publish_tiny(tmp_path, cfg=store_config(image_dtype="uint8")).ref.data_path)
+    stored = zarr.open_group(store, mode="r")["image"]
+    reader = data.open_reader(store, "image")
+    assert reader.dtype.numpy_dtype == stored.dtype and tuple(reader.shape) == stored.shape
+    np.testing.assert_array_equal(reader[5:123].read().result(), stored[5:123])   # spans chunks
