@@ -1,7 +1,7 @@
 """One rank of the scaling benchmark (run by bench/training.py, under horovodrun or alone): time
 training steps of the CNN fed by the Zarr loader through models.train's step function.
 
-    train_rank.py STORE START STOP STEPS BATCH OUT.json
+    train_rank.py STORE START STOP STEPS BATCH OUT.json [COMPRESSION]
 """
 import json
 import sys
@@ -14,7 +14,7 @@ import tensorflow as tf
 from models import compression, data, networks, train
 
 
-def main(store: str, start: int, stop: int, steps: int, batch: int, out: str) -> None:
+def main(store: str, start: int, stop: int, steps: int, batch: int, out: str, spec: str = "none") -> None:
     hvd.init()
     tf.config.threading.set_intra_op_parallelism_threads(1)
     tf.config.threading.set_inter_op_parallelism_threads(1)
@@ -23,7 +23,8 @@ def main(store: str, start: int, stop: int, steps: int, batch: int, out: str) ->
     model = networks.build("cnn", (28, 28, 1), 10)
     optimizer = keras.optimizers.Adam(1e-3)
     optimizer.build(model.trainable_variables)
-    compressor = compression.parse("none")
+    compressor = compression.parse(spec)
+    compressor.build(model.trainable_variables)
     train._broadcast_state(model, optimizer)
     step = train.iterator_step(train._step_function(model, optimizer, compressor))
     batches = iter(loader.stream(0, 0, 100))
@@ -40,4 +41,5 @@ def main(store: str, start: int, stop: int, steps: int, batch: int, out: str) ->
 
 
 if __name__ == "__main__":
-    main(sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4]), int(sys.argv[5]), sys.argv[6])
+    main(sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4]), int(sys.argv[5]), sys.argv[6],
+         *sys.argv[7:8])
