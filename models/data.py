@@ -4,14 +4,15 @@ Each rank reads the pieces :func:`models.sharding.epoch_pieces` gives it, as one
 ``n // world`` samples. That sequence is cut into windows of a whole number of batches, at least
 ``shuffle_buffer`` samples each. A window is read, shuffled in memory, decoded and cut into batches
 by one call; tf.data runs ``read_threads`` such calls at once (the Zarr codecs and numpy work
-outside the GIL) and prefetches ahead, so reading and decoding overlap training.
+outside the GIL) and prefetches ahead, so reading and decoding overlap training. The order of an
+epoch depends only on (seed, epoch, rank), so a run's position is just (epoch, step):
+:meth:`ZarrLoader.epoch` can start at any step and gives exactly the batches the interrupted epoch
+had left.
 
 The input variable is read with TensorStore, whose C++ Zarr v3 driver reads and decodes a window's
 chunks concurrently without the GIL: ~1 ms a 1 MB chunk here where zarr-python spends ~3 ms, most
-of it Python on its one event-loop thread (bench/RESULTS-6.md). Metadata and labels come through
-zarr-python. The order of an epoch depends only on
-(seed, epoch, rank), so a run's position is just (epoch, step): :meth:`ZarrLoader.epoch` can
-start at any step and gives exactly the batches the interrupted epoch had left.
+of it Python on its one event-loop thread (bench/RESULTS-6.md). Attributes and labels come through
+zarr-python.
 
 Inputs are read as stored (e.g. uint8 pixels, a quarter of float32's bytes) and decoded once per
 window in the reading thread, by one numpy pass with the CF ``scale_factor``/``add_offset`` the
@@ -25,9 +26,8 @@ from dataclasses import dataclass
 
 import numpy as np
 import tensorflow as tf
-import zarr
-
 import tensorstore as ts
+import zarr
 
 from models import sharding
 
