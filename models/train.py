@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import os
+import socket
 import sys
 import time
 from pathlib import Path
@@ -185,6 +186,10 @@ def train(plan: TrainPlan) -> dict | None:
     bytes_per_step = compressor.bytes_per_step(shapes)
     writer = tf.summary.create_file_writer(str(run_dir / "tensorboard")) if rank == 0 else None
 
+    # Every rank says where it runs (one line each, in train.log): placement is what a launch gets wrong.
+    # Horovod: local rank, the rank's index on its node.
+    print(f"[rank {rank}/{size}] host {socket.gethostname()}, local rank {hvd.local_rank()}, "
+          f"{'GPU' if on_gpu else 'CPU'}, {steps * plan.batch_size} samples/epoch from the train split", flush=True)
     log(f"[train] {size} rank(s) on {'GPU' if on_gpu else 'CPU'}, {plan.network}, {steps} steps/epoch of "
         f"{plan.batch_size} per rank, compression {plan.compression} ({bytes_per_step:,} bytes/step/rank)")
     history = _previous_history(run_dir) if position.global_step else []

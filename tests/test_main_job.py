@@ -47,7 +47,7 @@ def test_both_ranks_trained_and_rank0_checkpointed(finished):
     run_dir = workdir / "runs" / summary["run_id"]
     log = (run_dir / "train.log").read_text()
     assert "[train] 2 rank(s) on CPU" in log
-    assert "[1]<" in log                                # rank 1's output is there too
+    assert "[1]<stdout>:[rank 1/2] host" in log         # rank 1 started and says where
     assert (run_dir / "checkpoints" / "step-000000015" / "state.json").is_file()  # 480 per rank / 32
 
 
