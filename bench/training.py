@@ -142,11 +142,10 @@ def scaling(store: str, train: tuple[int, int], steps: int, batch: int, rounds: 
                                             outs[:1]))
         rates["apart"].append(_run_ranks([[sys.executable] + _rank_cmd(store, train, steps, batch, o) for o in outs],
                                          outs))
-    one = np.array(rates["one"])
+    per_round = {"eff": "two", "eff_fp16": "two_fp16", "ceiling": "apart"}
     return ({k: float(np.median(v)) for k, v in rates.items()}
-            | {"eff": float(np.median(np.array(rates["two"]) / (2 * one))),
-               "eff_fp16": float(np.median(np.array(rates["two_fp16"]) / (2 * one))),
-               "ceiling": float(np.median(np.array(rates["apart"]) / (2 * one)))})
+            | {name: float(np.median(np.array(rates[key]) / (2 * np.array(rates["one"]))))
+               for name, key in per_round.items()})
 
 
 def bytes_ratios() -> dict[str, float]:
