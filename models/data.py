@@ -140,7 +140,12 @@ class ZarrLoader:
 
         windows = tf.data.Dataset.from_tensor_slices(np.array(pairs, np.int64).reshape(-1, 2)).map(
             read, num_parallel_calls=max(self.spec.read_threads, 1), deterministic=True)
-        return windows.unbatch().skip(skip).prefetch(tf.data.AUTOTUNE)
+        # A fixed prefetch of one window's batches, and no autotuning: TF 2.18's tuning thread sleeps
+        # up to 60 s between rounds and an iterator's destructor can wait out that sleep (25-35 s at
+        # the end of a 2-minute run, measured); the reads' parallelism is fixed above anyway.
+        options = tf.data.Options()
+        options.autotune.enabled = False
+        return windows.unbatch().skip(skip).prefetch(self.window_batches).with_options(options)
 
     def epoch(self, epoch: int, start_step: int = 0) -> tf.data.Dataset:
         """The ``steps_per_epoch - start_step`` batches left in ``epoch``."""

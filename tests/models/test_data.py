@@ -82,6 +82,15 @@ def test_a_stream_over_epochs_is_the_epochs_one_after_another(store):
         np.testing.assert_array_equal(a, b)
 
 
+def test_a_stream_runs_no_autotuning_thread(store):
+    """A run's stream lives for the whole run; with tf.data autotuning on, ranks were seen to sit
+    25-35 s at exit in the iterator's destructor, waiting out the tuning thread's sleep (4 of 6 main
+    jobs, 0 of 3 without it). The stream's buffers are sized by hand instead."""
+    ds = _loader(store).stream(0)
+    assert ds.options().autotune.enabled is False
+    assert sum(1 for _ in ds) == _loader(store).steps_per_epoch
+
+
 def test_uint8_packed_images_are_decoded_to_what_xarray_gives(tmp_path):
     store = str(publish_tiny(tmp_path, cfg=store_config(image_dtype="uint8")).ref.data_path)
     decoded = xr.open_zarr(store)["image"].values      # float64: Zarr's JSON attributes carry no float32
