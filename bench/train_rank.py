@@ -26,7 +26,7 @@ def main(store: str, start: int, stop: int, steps: int, batch: int, out: str, sp
     compressor = compression.parse(spec)
     compressor.build(model.trainable_variables)
     train._broadcast_state(model, optimizer)
-    step = train.iterator_step(train._step_function(model, optimizer, compressor))
+    step = train.iterator_step(train._step_function(model, optimizer, compressor), loader.decode)
     batches = iter(loader.stream(0, 0, 100))
     for _ in range(5):                       # warm up: tracing, first reads
         step(batches)

@@ -2,8 +2,8 @@
 
 Each rank reads the pieces :func:`models.sharding.epoch_pieces` gives it, as one sequence of
 ``n // world`` samples. That sequence is cut into windows of a whole number of batches, at least
-``shuffle_buffer`` samples each. A window is read, shuffled in memory, decoded and cut into batches
-by one call; tf.data runs ``read_threads`` such calls at once (the Zarr codecs and numpy work
+``shuffle_buffer`` samples each. A window is read, shuffled in memory and cut into batches by one
+call; tf.data runs ``read_threads`` such calls at once (the Zarr codecs and numpy work
 outside the GIL) and prefetches ahead, so reading and decoding overlap training. The order of an
 epoch depends only on (seed, epoch, rank), so a run's position is just (epoch, step):
 :meth:`ZarrLoader.epoch` can start at any step and gives exactly the batches the interrupted epoch
@@ -14,10 +14,11 @@ chunks concurrently without the GIL: ~1 ms a 1 MB chunk here where zarr-python s
 of it Python on its one event-loop thread (bench/RESULTS-6.md). Attributes and labels come through
 zarr-python.
 
-Inputs are read as stored (e.g. uint8 pixels, a quarter of float32's bytes) and decoded once per
-window in the reading thread, by one numpy pass with the CF ``scale_factor``/``add_offset`` the
-store wrote: the same float32 values ``xr.open_zarr`` gives. (The same decode as tf ops cost ~9x
-more: each of cast, multiply and add allocates and fills a fresh window-sized tensor.)
+Batches travel as stored (e.g. uint8 pixels, a quarter of float32's bytes, in every buffer and on
+the way to a GPU) and are decoded where they are used: :meth:`ZarrLoader.decode` applies the CF
+``scale_factor``/``add_offset`` the store wrote, inside the training step's graph, and gives the same
+float32 values ``xr.open_zarr`` gives. Decoding in the reading threads instead cost the loader ~15%
+of its samples/s (bench/RESULTS-6.md); in the step it is one fused multiply-add on a batch.
 """
 from __future__ import annotations
 
@@ -55,20 +56,17 @@ def open_reader(store: str, var: str) -> ts.TensorStore:
 
 
 def cf_decoder(array: zarr.Array):
-    """numpy ``x -> x * scale_factor + add_offset`` in float32 when ``array`` is CF-packed, else
-    identity; with the dtype it returns."""
+    """tf ``x -> x * scale_factor + add_offset`` in float32 when ``array`` is CF-packed, else the
+    identity (e.g. token ids stay integers)."""
     scale, offset = array.attrs.get("scale_factor"), array.attrs.get("add_offset")
     if scale is None and offset is None:
-        return (lambda x: x), np.dtype(array.dtype)
-    scale, offset = np.float32(1.0 if scale is None else scale), np.float32(offset or 0.0)
+        return tf.identity
+    scale, offset = float(1.0 if scale is None else scale), float(offset or 0.0)
 
-    def decode(x: np.ndarray) -> np.ndarray:
-        out = np.multiply(x, scale, dtype=np.float32)
-        if offset:
-            out += offset
-        return out
+    def decode(x: tf.Tensor) -> tf.Tensor:
+        return tf.cast(x, tf.float32) * scale + offset
 
-    return decode, np.dtype(np.float32)
+    return decode
 
 
 class ZarrLoader:
@@ -82,7 +80,7 @@ class ZarrLoader:
         lo, hi = spec.split_range
         self._labels = group["label"][lo:hi].astype(np.int32)
         self._reader = open_reader(spec.store, spec.x_var)
-        self._decode, self._decoded_dtype = cf_decoder(self._x)
+        self.decode = cf_decoder(self._x)   # stored batch -> model input, inside the step's graph
         self.chunk_rows = int(self._x.chunks[0])
         n = spec.split_range[1] - spec.split_range[0]
         self.steps_per_epoch = sharding.steps_per_epoch(n, spec.world, spec.batch_size)
@@ -90,7 +88,7 @@ class ZarrLoader:
 
     @property
     def element_spec(self) -> tuple[tf.TensorSpec, tf.TensorSpec]:
-        """Batches as stored (:meth:`window`, :meth:`batches`); :meth:`stream` decodes them."""
+        """Batches as stored, from :meth:`window`, :meth:`batches` and :meth:`stream` alike."""
         shape = (self.spec.batch_size, *self._x.shape[1:])
         return (tf.TensorSpec(shape, tf.as_dtype(self._x.dtype)), tf.TensorSpec((self.spec.batch_size,), tf.int32))
 
@@ -129,13 +127,11 @@ class ZarrLoader:
         pairs += [(e, i) for e in range(start_epoch + 1, end_epoch) for i in range(self.n_windows())]
         x_spec, y_spec = self.element_spec
 
-        def decoded_window(pair: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-            xs, labels = self.window(int(pair[0]), int(pair[1]))
-            return self._decode(xs), labels
+        def read_window(pair: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+            return self.window(int(pair[0]), int(pair[1]))
 
         def read(pair):
-            xs, labels = tf.numpy_function(decoded_window, [pair],
-                                           (tf.as_dtype(self._decoded_dtype), y_spec.dtype), stateful=False)
+            xs, labels = tf.numpy_function(read_window, [pair], (x_spec.dtype, y_spec.dtype), stateful=False)
             return tf.ensure_shape(xs, (None, *x_spec.shape)), tf.ensure_shape(labels, (None, *y_spec.shape))
 
         windows = tf.data.Dataset.from_tensor_slices(np.array(pairs, np.int64).reshape(-1, 2)).map(
@@ -165,14 +161,11 @@ def eval_range(split_range: tuple[int, int], rank: int, world: int) -> tuple[int
 def eval_dataset(store: str, split_range: tuple[int, int], rank: int, world: int,
                  batch_size: int = 256, x_var: str = "image") -> tf.data.Dataset:
     """All of the rank's evaluation rows, in order and decoded (uneven across ranks is fine: no
-    collectives)."""
+    collectives). The split stays in memory as stored (uint8: a quarter of float32), decoded a batch
+    at a time."""
     start, stop = eval_range(split_range, rank, world)
     group = zarr.open_group(store, mode="r")
-    decode, dtype = cf_decoder(group[x_var])
+    decode = cf_decoder(group[x_var])
     xs, labels = group[x_var][start:stop], group["label"][start:stop].astype(np.int32)
-
-    def decoded(x, y):   # per batch: the split stays in memory as stored (uint8: a quarter of float32)
-        return tf.ensure_shape(tf.numpy_function(decode, [x], tf.as_dtype(dtype), stateful=False), x.shape), y
-
     return (tf.data.Dataset.from_tensor_slices((xs, labels)).batch(batch_size)
-            .map(decoded, num_parallel_calls=tf.data.AUTOTUNE).prefetch(tf.data.AUTOTUNE))
+            .map(lambda x, y: (decode(x), y), num_parallel_calls=tf.data.AUTOTUNE).prefetch(tf.data.AUTOTUNE))

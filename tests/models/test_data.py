@@ -97,7 +97,9 @@ def test_uint8_packed_images_are_decoded_to_what_xarray_gives(tmp_path):
     loader = data.ZarrLoader(data.LoaderSpec(store=store, split_range=(0, 300), batch_size=30, world=1,
                                              shuffle_buffer=30))
     assert loader.element_spec[0].dtype == "uint8"            # read as stored: a quarter of the bytes
-    (x, y), = loader.stream(0).take(1)
+    (stored, y), = loader.stream(0).take(1)
+    assert stored.dtype == "uint8"                            # and streamed as stored, decoded in the step
+    x = loader.decode(stored)
     assert x.dtype == "float32" and 0 <= float(np.min(x)) and float(np.max(x)) <= 1
     rows = [int(np.abs(decoded - xi).max(axis=(1, 2, 3)).argmin()) for xi in x.numpy()]   # the store rows batched
     assert len(set(rows)) == 30
