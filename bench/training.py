@@ -37,10 +37,12 @@ from pipeline.job import prepare_only
 REPO = Path(__file__).resolve().parents[1]
 
 
-def in_memory(store: str, lo: int, hi: int) -> tuple[np.ndarray, np.ndarray]:
-    """Rows ``[lo, hi)`` as the model takes them: float32 images in [0, 1], int32 labels."""
-    ds = xr.open_zarr(store).isel(sample=slice(lo, hi))
-    return ds["image"].values.astype(np.float32), ds["label"].values.astype(np.int32)
+def in_memory(store: str, lo: int, hi: int, as_stored: bool = False) -> tuple[np.ndarray, np.ndarray]:
+    """Rows ``[lo, hi)`` as the model takes them (float32 images in [0, 1]) or ``as_stored``
+    (uint8), with int32 labels."""
+    ds = xr.open_zarr(store, mask_and_scale=not as_stored).isel(sample=slice(lo, hi))
+    images = ds["image"].values
+    return (images if as_stored else images.astype(np.float32)), ds["label"].values.astype(np.int32)
 
 
 def loader_ratio(store: str, train: tuple[int, int], epochs: int, rounds: int, threads: int) -> dict[str, float]:
@@ -52,7 +54,7 @@ def loader_ratio(store: str, train: tuple[int, int], epochs: int, rounds: int, t
     counts). The in-memory pipeline holds float32 images as the model takes them; a second one holding
     the stored uint8 is the like-for-like reference."""
     images, labels = in_memory(store, *train)
-    stored = xr.open_zarr(store, mask_and_scale=False)["image"].values[train[0]:train[1]]
+    stored, _ = in_memory(store, *train, as_stored=True)
     loader = data.ZarrLoader(data.LoaderSpec(store=store, split_range=train, batch_size=64, read_threads=threads))
     names = ("zarr", "memory", "memory_stored")
     rates, first = {k: [] for k in names}, {k: [] for k in names}

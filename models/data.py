@@ -4,7 +4,7 @@ Each rank reads the pieces :func:`models.sharding.epoch_pieces` gives it, as one
 ``n // world`` samples. That sequence is cut into windows of a whole number of batches, at least
 ``shuffle_buffer`` samples each. A window is read, shuffled in memory and cut into batches by one
 call; tf.data runs ``read_threads`` such calls at once (the Zarr codecs and numpy work
-outside the GIL) and prefetches ahead, so reading and decoding overlap training. The order of an
+outside the GIL) and prefetches ahead, so reading and decompressing overlap training. The order of an
 epoch depends only on (seed, epoch, rank), so a run's position is just (epoch, step):
 :meth:`ZarrLoader.epoch` can start at any step and gives exactly the batches the interrupted epoch
 had left.
@@ -18,7 +18,7 @@ Batches travel as stored (e.g. uint8 pixels, a quarter of float32's bytes, in ev
 the way to a GPU) and are decoded where they are used: :meth:`ZarrLoader.decode` applies the CF
 ``scale_factor``/``add_offset`` the store wrote, inside the training step's graph, and gives the same
 float32 values ``xr.open_zarr`` gives. Decoding in the reading threads instead cost the loader ~15%
-of its samples/s (bench/RESULTS-6.md); in the step it is one fused multiply-add on a batch.
+of its samples/s (bench/RESULTS-6.md); in the step it is a cast and a multiply-add on one batch.
 """
 from __future__ import annotations
 
