@@ -51,15 +51,37 @@ def mlp(input_shape: tuple[int, ...], n_classes: int) -> keras.Model:
     ], name="mlp")
 
 
+def conv_blocks(height: int, width: int, blocks: int = 2) -> list[tuple[str, bool]]:
+    """(padding, pool) of each 3x3 conv block for an image of ``height`` x ``width``: a block keeps
+    its size ("same") on small maps, and pools only while the map stays at least 2 wide. On
+    28x28 this is the classic valid/pool stack (28 -> 26 -> 13 -> 11 -> 5); on 8x8 it is 8 -> 4 -> 2.
+
+    >>> conv_blocks(28, 28)
+    [('valid', True), ('valid', True)]
+    >>> conv_blocks(8, 8)
+    [('same', True), ('same', True)]
+    """
+    out, size = [], min(height, width)
+    for _ in range(blocks):
+        padding = "valid" if size >= 10 else "same"
+        size = size - 2 if padding == "valid" else size
+        pool = size >= 4
+        size = size // 2 if pool else size
+        out.append((padding, pool))
+    return out
+
+
 @register("cnn")
 def cnn(input_shape: tuple[int, ...], n_classes: int) -> keras.Model:
-    """Two conv blocks and a dense layer of 128: about 99% on MNIST."""
+    """Two conv blocks and a dense layer of 128: about 99% on MNIST; pooling chosen from the input
+    size (:func:`conv_blocks`), so small images (8x8 digits) work too."""
+    layers = [keras.Input(shape=input_shape)]
+    for filters, (padding, pool) in zip((32, 64), conv_blocks(*input_shape[:2])):
+        layers.append(keras.layers.Conv2D(filters, 3, padding=padding, activation="relu"))
+        if pool:
+            layers.append(keras.layers.MaxPooling2D())
     return keras.Sequential([
-        keras.Input(shape=input_shape),
-        keras.layers.Conv2D(32, 3, activation="relu"),
-        keras.layers.MaxPooling2D(),
-        keras.layers.Conv2D(64, 3, activation="relu"),
-        keras.layers.MaxPooling2D(),
+        *layers,
         keras.layers.Flatten(),
         keras.layers.Dropout(0.25),
         keras.layers.Dense(128, activation="relu"),

@@ -2,7 +2,9 @@
 from __future__ import annotations
 
 import argparse
+import signal
 import sys
+import threading
 
 from models.launch import LAUNCHERS
 from pipeline.config import CLUSTER_KINDS, dump_yaml, load_config
@@ -20,21 +22,35 @@ def _parser() -> argparse.ArgumentParser:
     data.add_argument("--workers", type=int, help="Dask workers: local ones to start (default: one per core); "
                       "with --cluster address, how many to wait for")
     data.add_argument("--cluster", choices=CLUSTER_KINDS, help="Dask cluster kind (default: cluster.kind)")
-    run = sub.add_parser("run", parents=[data], help="prepare the dataset and train (default: embedded MNIST)")
-    run.add_argument("--np", type=int, help="Horovod ranks (default: one per GPU, else 2)")
-    run.add_argument("--dataset", metavar="NAME@VERSION", help="train on this prepared version; skip prepare")
-    run.add_argument("--launcher", choices=LAUNCHERS, default="horovodrun",
-                     help="how Horovod ranks start: horovodrun (Gloo), or srun/mpirun (Horovod built with MPI)")
-    run.add_argument("--hosts", help="horovodrun/mpirun -H, e.g. node1:2,node2:2, or `slurm`: the "
-                     "current allocation, one rank per task (default: localhost:NP)")
+    training = argparse.ArgumentParser(add_help=False)
+    training.add_argument("--np", type=int, help="Horovod ranks (default: train.np, else one per GPU, else 2)")
+    training.add_argument("--epochs", type=int, help="epochs (default: train.epochs)")
+    training.add_argument("--compression", help="none, fp16, topk:RATIO or powersgd:RANK (default: train.compression)")
+    training.add_argument("--launcher", choices=LAUNCHERS, default="horovodrun",
+                          help="how Horovod ranks start: horovodrun (Gloo), or srun/mpirun (Horovod built with MPI)")
+    training.add_argument("--hosts", help="horovodrun/mpirun -H, e.g. node1:2,node2:2, or `slurm`: the "
+                          "current allocation, one rank per task (default: localhost:NP)")
+    training.add_argument("--resume", nargs="?", const=True, default=False, metavar="RUN",
+                          help="continue a run from its last checkpoint: RUN, or the dataset version's newest run")
+    training.add_argument("--verify", action="store_true",
+                          help="recompute every checksum of the dataset version before training")
+    run = sub.add_parser("run", parents=[data, training],
+                         help="prepare the dataset and train (default: embedded MNIST)")
+    run.add_argument("--dataset", metavar="NAME@VERSION",
+                     help="train on this prepared version (a version, unique prefix, tag or latest); skip prepare")
     sub.add_parser("prepare", parents=[data], help="prepare the dataset version only; prints NAME@VERSION last")
-    tr = sub.add_parser("train", parents=[common], help="train on a prepared dataset version with Horovod")
-    tr.add_argument("--dataset", required=True, help="NAME[@VERSION]; no version or @latest = newest")
-    tr.add_argument("--config", help="YAML config whose train section is used; default: the built-in one")
+    tr = sub.add_parser("train", parents=[common, training],
+                        help="train on a prepared dataset version (= dcpipe run --dataset)")
+    tr.add_argument("--dataset", required=True, help="NAME[@VERSION|@PREFIX|@TAG]; no version or @latest = newest")
+    tr.add_argument("--config", help="YAML config whose train section is used; default: the dataset's own config")
     tr.add_argument("--workdir", default="dcpipe-work", help="working folder (default: ./dcpipe-work)")
-    tr.add_argument("--np", type=int, help="Horovod ranks (default: one per GPU, else 2)")
-    tr.add_argument("--compression", help="none, fp16, topk:RATIO or powersgd:RANK (default: the config's)")
-    tr.add_argument("--resume", action="store_true", help="continue the dataset's last run from its last checkpoint")
+    rs = sub.add_parser("runs", help="list, show or compare runs")
+    rs_sub = rs.add_subparsers(dest="runs_command", required=True)
+    in_workdir = argparse.ArgumentParser(add_help=False, parents=[common])
+    in_workdir.add_argument("--workdir", default="dcpipe-work", help="working folder (default: ./dcpipe-work)")
+    rs_sub.add_parser("list", parents=[in_workdir], help="every run: dataset, network, accuracy, wall time, state")
+    rs_sub.add_parser("show", parents=[in_workdir], help="one run's record and history").add_argument("run")
+    rs_sub.add_parser("compare", parents=[in_workdir], help="runs side by side").add_argument("runs", nargs="+")
     cfg = sub.add_parser("config", parents=[common], help="print the resolved configuration as YAML")
     cfg.add_argument("--config", help="YAML config to resolve; default: the built-in one")
     ds = sub.add_parser("datasets", help="list, show, diff, verify or gc the stored dataset versions")
@@ -68,29 +84,46 @@ def _dispatch(args: argparse.Namespace) -> int:
     if args.command in ("datasets", "lineage"):
         from pipeline import datasets_cli
         return datasets_cli.datasets(args) if args.command == "datasets" else datasets_cli.lineage_(args)
+    if args.command == "runs":
+        return _runs(args)
     from pipeline.job import prepare_only, run
-    for flag in ("workers", "np"):
+    for flag in ("workers", "np", "epochs"):
         value = getattr(args, flag, None)
         if value is not None and value < 1:
             raise UserError(f"--{flag} must be a positive integer (got {value})")
-    if args.command == "train":
-        from models.train_cmd import train_command
-        train_command(load_config(args.config), args.dataset, args.workdir, np=args.np,
-                      compression=args.compression, resume=args.resume)
-        return 0
+    config = load_config(args.config) if args.config else None
     if args.command == "prepare":
-        prepared = prepare_only(load_config(args.config), workdir=args.workdir, workers=args.workers,
+        prepared = prepare_only(config, workdir=args.workdir, workers=args.workers,
                                 show_progress=sys.stderr.isatty(), cluster=args.cluster)
         print(prepared.ref)
         return 0
-    run(load_config(args.config), workdir=args.workdir, workers=args.workers, np=args.np,
-        show_progress=sys.stderr.isatty(), cluster=args.cluster, dataset=args.dataset,
-        launcher=args.launcher, hosts=args.hosts)
+    run(config, workdir=args.workdir, workers=getattr(args, "workers", None), np=args.np,
+        show_progress=sys.stderr.isatty(), cluster=getattr(args, "cluster", None), dataset=args.dataset,
+        launcher=args.launcher, hosts=args.hosts, resume=args.resume, compression=args.compression,
+        epochs=args.epochs, verify=args.verify)
     return 0
+
+
+def _runs(args: argparse.Namespace) -> int:
+    from pipeline import runs
+    from pipeline.workdir import Workdir
+    workdir = Workdir(args.workdir)
+    lines = (runs.list_lines(workdir) if args.runs_command == "list" else
+             runs.show_lines(workdir, args.run) if args.runs_command == "show" else
+             runs.compare_lines(workdir, args.runs))
+    print("\n".join(lines))
+    return 0
+
+
+def _interrupt(signum, frame):
+    """SIGTERM ends dcpipe as Ctrl-C does: the run records itself as interrupted and stops its ranks."""
+    raise KeyboardInterrupt(f"signal {signum}")
 
 
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
+    on_main = threading.current_thread() is threading.main_thread()
+    previous = signal.signal(signal.SIGTERM, _interrupt) if on_main else None
     try:
         return _dispatch(args)
     except UserError as err:
@@ -98,12 +131,18 @@ def main(argv: list[str] | None = None) -> int:
             raise
         print(f"dcpipe: error: {err}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:
+        print("dcpipe: interrupted", file=sys.stderr)
+        return 130
     except Exception as err:  # noqa: BLE001 - the CLI's last line of defence
         from models.launch import TrainingFailed
         if args.debug or not isinstance(err, TrainingFailed):
             raise
         print(f"dcpipe: error: {err}", file=sys.stderr)
         return 1
+    finally:
+        if on_main:
+            signal.signal(signal.SIGTERM, previous)
 
 
 if __name__ == "__main__":

@@ -15,7 +15,10 @@ import contextlib
 import importlib
 import logging
 import os
+import shutil
+import subprocess
 import sys
+import tempfile
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import ContextManager
@@ -139,11 +142,34 @@ def slurm_cluster(cfg: ClusterConfig):
         python=sys.executable, scheduler_options={"dashboard_address": cfg.dashboard_address})
 
 
+def check_submission(job_script: str, timeout: float = 30) -> None:
+    """``sbatch --test-only`` on the worker job script: a one-line error now when SLURM cannot take
+    it (no sbatch, no controller, unknown partition or account), not a 5-minute wait for workers."""
+    sbatch = shutil.which("sbatch")
+    if sbatch is None:
+        raise UserError("cluster.kind 'slurm': sbatch is not on PATH; run on a SLURM login node, or choose "
+                        "another --cluster")
+    with tempfile.NamedTemporaryFile("w", suffix=".sh") as script:
+        script.write(job_script)
+        script.flush()
+        try:
+            out = subprocess.run([sbatch, "--test-only", script.name], capture_output=True, text=True,
+                                 timeout=timeout)
+        except subprocess.TimeoutExpired:
+            raise UserError(f"cluster.kind 'slurm': sbatch --test-only gave no answer in {timeout:g} s; "
+                            "check that slurmctld runs (`sinfo`)") from None
+    if out.returncode != 0:
+        reason = (out.stderr.strip().splitlines() or ["no message"])[-1]
+        raise UserError(f"cluster.slurm: sbatch cannot submit the worker job ({reason}); check "
+                        "cluster.slurm.queue, account, cores and memory, and `sinfo`")
+
+
 @register_kind("slurm")
 @contextlib.contextmanager
 def slurm_client(cfg: ClusterConfig, log=print) -> Iterator[Client]:
     """Dask workers as SLURM jobs, added and removed with the load; cancelled on exit."""
     with slurm_cluster(cfg) as cluster:
+        check_submission(cluster.job_script())
         cluster.adapt(minimum_jobs=cfg.slurm.minimum_jobs, maximum_jobs=cfg.slurm.maximum_jobs)
         with Client(cluster) as client:
             _wait_for_workers(client, cfg, "cluster.slurm")

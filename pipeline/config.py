@@ -363,7 +363,38 @@ def load_config(path: str | Path | None) -> JobConfig:
         mark = getattr(exc, "problem_mark", None)
         where = f" line {mark.line + 1}" if mark else ""
         raise UserError(f"{path}:{where} is not valid YAML ({getattr(exc, 'problem', exc)})") from None
-    return parse_config(data, origin=str(path))
+    return parse_config(relative_to(data, path.resolve().parent), origin=str(path))
+
+
+#: config fields that name files: a relative one in a config file is relative to that file
+PATH_FIELDS = (("source", "path"), ("cluster", "scheduler_file"), ("cluster", "tls", "ca_file"),
+               ("cluster", "tls", "cert"), ("cluster", "tls", "key"), ("cluster", "slurm", "log_directory"))
+
+
+def _is_relative_path(value) -> bool:
+    return (isinstance(value, str) and bool(value) and "://" not in value and not value.startswith("embedded:")
+            and not Path(value).expanduser().is_absolute() and not value.startswith("~"))
+
+
+def relative_to(data, folder: Path):
+    """``data`` (a config mapping) with its relative file paths made relative to ``folder``.
+
+    >>> relative_to({"source": {"path": "data/x.csv"}}, Path("/cfg"))
+    {'source': {'path': '/cfg/data/x.csv'}}
+    """
+    if not isinstance(data, dict):
+        return data
+    out = dict(data)
+    for keys in PATH_FIELDS:
+        parent = out
+        for key in keys[:-1]:
+            if not isinstance(parent.get(key), dict):
+                break
+            parent[key] = parent = dict(parent[key])
+        else:
+            if _is_relative_path(parent.get(keys[-1])):
+                parent[keys[-1]] = str(folder / parent[keys[-1]])
+    return out
 
 
 def dump_yaml(cfg: JobConfig) -> str:

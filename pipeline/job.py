@@ -1,23 +1,25 @@
-"""The main job: prepare the dataset on a Dask cluster, then train on it with Horovod."""
+"""The main job: prepare the dataset on a Dask cluster (none on a cache hit), then train on it.
+
+``run`` and ``train`` are the application layer's two entry points; both end in
+:func:`pipeline.training.train`, the one training path.
+"""
 from __future__ import annotations
 
-import json
-import os
 import time
 from pathlib import Path
 
-from models.launch import allocation_hosts, default_np, launch, new_run_dir
-from models.plan import TrainPlan
-from models.train_cmd import plan_for, resolve_dataset
+from models.launch import allocation_hosts
+from pipeline import store
 from pipeline.cluster import dask_client
-from pipeline.config import JobConfig, dump_yaml
+from pipeline.config import JobConfig
 from pipeline.errors import UserError
-from pipeline.lineage import record_run
-from pipeline.prepare import Prepared, prepare
+from pipeline.prepare import Prepared, locate, prepare
+from pipeline.training import LaunchOptions, config_for, now, train
+from pipeline.workdir import Workdir
 
-SUMMARY_KEYS = ("run_id", "dataset_version", "n_train", "n_val", "n_test", "n_quarantined",
-                "world_size", "compression", "test_accuracy", "prepare_seconds", "train_seconds",
-                "wall_seconds")
+SUMMARY_KEYS = ("run_id", "state", "dataset_version", "n_train", "n_val", "n_test", "n_quarantined",
+                "network", "world_size", "compression", "test_accuracy", "prepare_seconds", "train_seconds",
+                "wall_seconds", "bundle", "tensorboard", "report")
 
 
 def format_summary(summary: dict) -> str:
@@ -29,99 +31,79 @@ def format_summary(summary: dict) -> str:
     return "\n".join(f"  {k:<{width}}  {v}" for k, v in zip(SUMMARY_KEYS, shown))
 
 
-def _resolve(config: JobConfig | None, workers: int | None, np: int | None, cluster: str | None = None) -> JobConfig:
+def _resolve(config: JobConfig | None, workers: int | None = None, np: int | None = None,
+             cluster: str | None = None, compression: str | None = None, epochs: int | None = None) -> JobConfig:
+    """``config`` (default: the built-in one) with the command line's overrides."""
     cfg = config or JobConfig()
-    if cluster is not None:
-        cfg = cfg.with_overrides(cluster={"kind": cluster})
-    if workers is not None:
-        cfg = cfg.with_overrides(cluster={"workers": workers})
-    if np is not None:
-        cfg = cfg.with_overrides(train={"np": np})
+    clusters = {k: v for k, v in (("kind", cluster), ("workers", workers)) if v is not None}
+    trains = {k: v for k, v in (("np", np), ("compression", compression), ("epochs", epochs)) if v is not None}
+    if clusters:
+        cfg = cfg.with_overrides(cluster=clusters)
+    for key, value in trains.items():   # one at a time, so that an error names its flag
+        try:
+            cfg = cfg.with_overrides(train={key: value})
+        except UserError as exc:
+            rule = str(exc).split(f"train.{key}: ", 1)[-1]
+            raise UserError(f"--{key} {value!r}: {rule}") from None
     return cfg
-
-
-def _workdir(workdir: str | Path) -> Path:
-    workdir = Path(workdir).resolve()
-    try:
-        workdir.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise UserError(f"{workdir}: cannot create the working folder ({exc.strerror}); "
-                        "choose a writable --workdir") from None
-    if not os.access(workdir, os.W_OK):
-        raise UserError(f"{workdir}: working folder is not writable; choose a writable --workdir")
-    return workdir
 
 
 def prepare_only(config: JobConfig | None = None, workdir: str | Path = "dcpipe-work",
                  workers: int | None = None, log=print, show_progress: bool = True,
                  cluster: str | None = None) -> Prepared:
-    """Prepare (or find) the dataset version on the configured Dask cluster, without training."""
-    cfg = _resolve(config, workers, None, cluster)
-    workdir = _workdir(workdir)
+    """Prepare (or find) the dataset version; a Dask cluster starts only when there is work."""
+    cfg = _resolve(config, workers, cluster=cluster)
+    root = Workdir.open(workdir).datasets
+    located = locate(cfg, root, log)
+    if located.cached is not None:
+        return located.cached
     with dask_client(cfg.cluster, log=log) as client:
-        return prepare(cfg, workdir / "datasets", client, log=log, show_progress=show_progress)
+        return prepare(cfg, root, client, log=log, show_progress=show_progress, located=located)
 
 
 def existing_version(workdir: str | Path, dataset: str) -> Prepared:
-    """The prepared version ``NAME@VERSION`` under ``workdir/datasets``, as ``dcpipe prepare`` printed it."""
-    name, sep, version = dataset.partition("@")
-    if not sep:
-        raise UserError(f"--dataset {dataset!r} must be NAME@VERSION, as `dcpipe prepare` prints it")
-    ref = resolve_dataset(dataset, _workdir(workdir) / "datasets")
-    return Prepared(ref, ref.manifest(), True, 0.0)
+    """The prepared version ``NAME[@VERSION|@PREFIX|@TAG|@latest]`` under ``workdir/datasets``."""
+    start = time.perf_counter()
+    try:
+        ref = store.resolve_spec(Workdir.open(workdir).datasets, dataset)
+    except UserError as exc:
+        raise UserError(f"--dataset {dataset}: {exc}") from None
+    return Prepared(ref, ref.manifest(), True, time.perf_counter() - start)
 
 
-def train_plan(cfg: JobConfig, prepared: Prepared, run_dir: Path) -> TrainPlan:
-    """What every rank reads: the prepared store, its split ranges and the training settings."""
-    if prepared.manifest["config"]["schema"] != cfg.to_dict()["schema"]:
-        raise UserError(f"{prepared.ref.path}: dataset {prepared.ref} was prepared with another schema "
-                        "than this config's; train with the config it was prepared with")
-    return plan_for(cfg, prepared.ref, run_dir)
-
-
-def run(config: JobConfig | None = None, workdir: str | Path = "dcpipe-work", workers: int | None = None,
-        np: int | None = None, log=print, show_progress: bool = True, cluster: str | None = None,
-        dataset: str | None = None, launcher: str = "horovodrun", hosts: str | None = None) -> dict:
-    """Run the whole job and return its summary (also written to ``runs/<run-id>/summary.json``).
-
-    ``dataset`` (``NAME@VERSION``) trains on an already prepared version and starts no Dask
-    cluster; ``launcher`` and ``hosts`` choose how the Horovod ranks start (``models.launch``).
-
-    >>> from pipeline import run
-    >>> summary = run(workdir="dcpipe-work")          # doctest: +SKIP
-    >>> summary["test_accuracy"] > 0.98               # doctest: +SKIP
-    """
-    started = time.perf_counter()
-    cfg = _resolve(config, workers, np, cluster)
-    world = cfg.train.np or default_np()
+def _options(launcher: str, hosts: str | None, resume: bool | str, verify: bool) -> LaunchOptions:
     if hosts == "slurm":
         try:
             hosts = allocation_hosts()
         except ValueError as exc:
             raise UserError(f"--hosts slurm: {exc}; give --hosts node1:N,... outside SLURM") from None
-    workdir = _workdir(workdir)
-    run_dir = new_run_dir(workdir)
-    (run_dir / "config.yaml").write_text(dump_yaml(cfg))
-    log(f"Run {run_dir.name} in {workdir}")
+    return LaunchOptions(launcher=launcher, hosts=hosts, resume=resume, verify=verify)
 
-    prepared = (existing_version(workdir, dataset) if dataset else
-                prepare_only(cfg, workdir, log=log, show_progress=show_progress))
-    manifest = prepared.manifest
-    metrics = launch(train_plan(cfg, prepared, run_dir), world, log=log, launcher=launcher, hosts=hosts)
 
-    summary = {
-        "run_id": run_dir.name, "dataset_version": str(prepared.ref), "dataset_path": str(prepared.ref.path),
-        "dataset_cached": prepared.cached, "n_train": manifest["n_train"],
-        "n_train_stored": manifest["n_train_stored"], "n_val": manifest["n_val"], "n_test": manifest["n_test"],
-        "n_quarantined": sum(manifest["quarantined"].values()), "quarantined": manifest["quarantined"],
-        "world_size": metrics["world_size"], "compression": metrics["compression"],
-        "device": metrics["device"], "epochs": cfg.train.epochs, "test_accuracy": metrics["test_accuracy"],
-        "test_loss": metrics["test_loss"], "prepare_seconds": round(prepared.seconds, 2),
-        "train_seconds": round(metrics["train_seconds"], 2),
-        "wall_seconds": round(time.perf_counter() - started, 2),
-        "model": str(run_dir / "model.keras"), "exported_model": str(run_dir / "saved_model"),
-    }
-    summary["lineage"] = str(record_run(run_dir, prepared.ref, summary))
-    (run_dir / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
-    log(f"Summary ({run_dir / 'summary.json'}):\n{format_summary(summary)}")
+def run(config: JobConfig | None = None, workdir: str | Path = "dcpipe-work", workers: int | None = None,
+        np: int | None = None, log=print, show_progress: bool = True, cluster: str | None = None,
+        dataset: str | None = None, launcher: str = "horovodrun", hosts: str | None = None,
+        resume: bool | str = False, compression: str | None = None, epochs: int | None = None,
+        verify: bool = False) -> dict:
+    """Run the whole job and return its summary (also written to ``runs/<run-id>/summary.json``).
+
+    ``dataset`` (``NAME@VERSION``, a unique version prefix, a tag or ``latest``) trains on an
+    already prepared version and starts no Dask cluster; without ``config`` that version's own
+    config is used. ``launcher`` and ``hosts`` choose how the Horovod ranks start (``models.launch``).
+
+    >>> from pipeline import run
+    >>> summary = run(workdir="dcpipe-work")          # doctest: +SKIP
+    >>> summary["test_accuracy"] > 0.98               # doctest: +SKIP
+    """
+    started = {"clock": time.perf_counter(), "at": now()}
+    options = _options(launcher, hosts, resume, verify)
+    work = Workdir.open(workdir)
+    if dataset:
+        prepared = existing_version(work.path, dataset)
+        cfg = _resolve(config_for(prepared, config), workers, np, cluster, compression, epochs)
+    else:
+        cfg = _resolve(config, workers, np, cluster, compression, epochs)
+        prepared = prepare_only(cfg, work.path, log=log, show_progress=show_progress)
+    summary = train(cfg, prepared, work, options, log=log, started=started)
+    log(f"Summary ({Path(summary['run_dir']) / 'summary.json'}):\n{format_summary(summary)}")
     return summary

@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 
+from models.rundir import atomic_write_text
 from pipeline import provenance
 from pipeline.errors import UserError
 from pipeline.store import MANIFEST, DatasetRef, parse_spec
@@ -35,9 +36,7 @@ def record_run(run_dir: Path, ref: DatasetRef, summary: dict) -> Path:
         "config": {"path": str(run_dir / "config.yaml"), "sha256": _sha256(run_dir / "config.yaml")},
         "code": {"pipeline_sha256": provenance.code_hash(), "git_commit": provenance.git_commit()},
     }
-    path = run_dir / LINEAGE
-    path.write_text(json.dumps(record, indent=2) + "\n")
-    return path
+    return atomic_write_text(run_dir / LINEAGE, json.dumps(record, indent=2) + "\n")
 
 
 def run_dir_of(run: str, workdir: Path) -> Path:
@@ -51,7 +50,7 @@ def run_dir_of(run: str, workdir: Path) -> Path:
         folder = Path(workdir) / "runs" / run
     if not (folder / SUMMARY).is_file() and not (folder / LINEAGE).is_file():
         raise UserError(f"{folder}: no run found (no {SUMMARY} or {LINEAGE}); "
-                        f"list runs with `ls {Path(workdir) / 'runs'}`")
+                        f"list runs with `dcpipe runs list --workdir {workdir}`")
     return folder
 
 

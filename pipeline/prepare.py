@@ -143,8 +143,18 @@ def _stages(records, cfg: JobConfig):
     return features.assign_split(cleaned.rows, cfg.split, cfg.seed), quarantine, cleaned.counts
 
 
-def prepare(cfg: JobConfig, root: Path, client: Client, log=print, show_progress: bool = True) -> Prepared:
-    """Prepare (or find, when its content version exists) the dataset version for ``cfg``."""
+@dataclass(frozen=True)
+class Located:
+    """The sources read (lazily) and the version they make; ``cached`` when it is already stored."""
+
+    ingested: object          # pipeline.sources.Ingested
+    ref: store.DatasetRef
+    cached: Prepared | None
+
+
+def locate(cfg: JobConfig, root: Path, log=print) -> Located:
+    """Check the config against the source, hash the sources, and find the version they make; no
+    cluster needed (a cache hit starts none)."""
     start = time.perf_counter()
     if _is_text(cfg) and not cfg.source.labelled:
         raise UserError("source.labelled: prepare stores labelled records, but this text source has no labels; "
@@ -152,11 +162,21 @@ def prepare(cfg: JobConfig, root: Path, client: Client, log=print, show_progress
                         "text_mode: file), see docs/ingest.md")
     features.resolve_features(cfg)   # a features section that does not fit the source fails before any work
     ingested = ingest.read_source(cfg.source, cfg.schema)
-    sources = ingested.inputs
-    version = provenance.content_version(sources, cfg.data_part())
+    version = provenance.content_version(ingested.inputs, cfg.data_part())
     ref = store.DatasetRef(root=root, name=cfg.dataset.name, version=version)
-    if ref.exists():
-        return _cache_hit(ref, cfg, start, log, "already prepared")
+    cached = _cache_hit(ref, cfg, start, log, "already prepared") if ref.exists() else None
+    return Located(ingested, ref, cached)
+
+
+def prepare(cfg: JobConfig, root: Path, client: Client, log=print, show_progress: bool = True,
+            located: Located | None = None) -> Prepared:
+    """Prepare (or find, when its content version exists) the dataset version for ``cfg``."""
+    start = time.perf_counter()
+    located = located or locate(cfg, root, log)
+    if located.cached is not None:
+        return located.cached
+    ingested, ref = located.ingested, located.ref
+    sources = ingested.inputs
 
     records = ingested.records
     n_workers = len(client.scheduler_info()["workers"])

@@ -74,3 +74,17 @@ def test_slurm_kind_runs_dask_workers_as_slurm_jobs(slurm, tmp_path, monkeypatch
             break
         time.sleep(1)
     assert slurm.run("squeue", "-h", "-o", "%i").stdout.strip() == ""
+
+
+def test_slurm_kind_that_cannot_submit_is_one_line_at_once(slurm, tmp_path, monkeypatch):
+    """An unknown partition: sbatch refuses the worker job; dcpipe says so in one line, within seconds
+    (not after cluster.wait_for_workers)."""
+    from pipeline.errors import UserError
+    monkeypatch.setenv("SLURM_CONF", slurm.env["SLURM_CONF"])
+    cfg = ClusterConfig.model_validate({"kind": "slurm", "dashboard_address": ":0", "wait_for_workers": 300,
+                                        "slurm": {"queue": "no-such-partition", "log_directory": str(tmp_path)}})
+    started = time.monotonic()
+    with pytest.raises(UserError, match=r"cluster.slurm: sbatch cannot submit the worker job \(.*partition.*\)"):
+        with dask_client(cfg, log=lambda *_: None):
+            pass
+    assert time.monotonic() - started < 60

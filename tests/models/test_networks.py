@@ -49,3 +49,15 @@ def test_token_networks_need_a_vocabulary_and_the_plan_knows_them():
     with pytest.raises(ValueError, match=r"network 'text_transformer' reads token ids and needs vocab_size >= 3 "
                                          r"\(got 0\); train it on a text dataset"):
         networks.build("text_transformer", (8,), 4)
+
+
+@pytest.mark.parametrize("side, blocks", [
+    (28, [("valid", True), ("valid", True)]),   # MNIST: the classic stack, 28 -> 26 -> 13 -> 11 -> 5
+    (12, [("valid", True), ("same", True)]),    # 12 -> 10 -> 5 -> 5 -> 2
+    (8, [("same", True), ("same", True)]),      # the 8x8 digits: 8 -> 4 -> 2 (valid convs would reach 0)
+    (3, [("same", False), ("same", False)]),    # too small to pool at all
+])
+def test_cnn_pooling_follows_the_input_size(side, blocks):
+    assert networks.conv_blocks(side, side) == blocks
+    model = networks.build("cnn", (side, side, 1), 10)
+    assert tuple(model(np.zeros((2, side, side, 1), "float32")).shape) == (2, 10)

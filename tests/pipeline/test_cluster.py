@@ -139,3 +139,10 @@ def test_kubernetes_kind_without_a_kubernetes_cluster_is_a_user_error(tmp_path, 
     with pytest.raises(UserError, match=r"cluster.kind 'kubernetes': cannot reach a Kubernetes cluster"):
         with dask_client(_cfg(kind="kubernetes")):
             pass
+
+
+def test_slurm_kind_without_sbatch_is_one_line(monkeypatch):
+    from pipeline.cluster import check_submission
+    monkeypatch.setenv("PATH", "/nonexistent")
+    with pytest.raises(UserError, match=r"cluster.kind 'slurm': sbatch is not on PATH; run on a SLURM login node"):
+        check_submission("#!/bin/sh\n")

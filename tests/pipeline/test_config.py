@@ -79,3 +79,22 @@ def test_data_part_ignores_cluster_and_training():
     b = a.with_overrides(cluster={"workers": 7}, train={"epochs": 1})
     assert a.data_part() == b.data_part()
     assert a.data_part() != a.with_overrides(split={"train": 0.7, "val": 0.2, "test": 0.1}).data_part()
+
+
+def test_relative_paths_in_a_config_file_are_relative_to_that_file(tmp_path, monkeypatch):
+    folder = tmp_path / "project"
+    folder.mkdir()
+    (folder / "c.yaml").write_text(yaml.safe_dump({
+        "source": {"path": "data/*.csv"},                                   # relative: joined to the file's folder
+        "cluster": {"scheduler_file": "/abs/sched.json",                    # absolute: kept
+                    "slurm": {"log_directory": "logs"}}}))
+    monkeypatch.chdir(tmp_path)                                             # not the config's folder
+    cfg = load_config("project/c.yaml")
+    assert cfg.source.path == str(folder / "data" / "*.csv")
+    assert cfg.cluster.scheduler_file == "/abs/sched.json"
+    assert cfg.cluster.slurm.log_directory == str(folder / "logs")
+    # URLs and the embedded default are not paths
+    (folder / "u.yaml").write_text(yaml.safe_dump({"source": {"kind": "sql", "path": "postgresql://h/db",
+                                                              "query": "t"}}))
+    assert load_config(folder / "u.yaml").source.path == "postgresql://h/db"
+    assert load_config(None).source.path == JobConfig().source.path

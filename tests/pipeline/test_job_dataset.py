@@ -1,12 +1,14 @@
-"""pipeline.job: training on an already prepared version (`dcpipe run --dataset`), and `--cluster`."""
+"""pipeline.job: training on an already prepared version (`dcpipe run --dataset`), and `--cluster`;
+pipeline.training: the checks made before a run folder exists."""
 from __future__ import annotations
 
 import pytest
 
 from pipeline.cli import main
-from pipeline.config import JobConfig
+from pipeline.config import JobConfig, dump_yaml
 from pipeline.errors import UserError
-from pipeline.job import existing_version, prepare_only, train_plan
+from pipeline.job import existing_version, prepare_only
+from pipeline.training import check_shares, config_for, plan_for
 from tests.conftest import small_config, take_balanced
 
 
@@ -25,22 +27,42 @@ def test_existing_version_finds_what_prepare_printed(prepared):
     assert found.ref == first.ref and found.manifest == first.manifest and found.cached
 
 
-def test_train_plan_reads_the_prepared_store(prepared, tmp_path):
+def test_the_plan_reads_the_prepared_store_with_the_configs_train_section(prepared, tmp_path):
     cfg, workdir, first = prepared
-    plan = train_plan(cfg, existing_version(workdir, str(first.ref)), tmp_path)
+    found = existing_version(workdir, str(first.ref))
+    plan = plan_for(config_for(found, cfg), found.ref, tmp_path)
     assert plan.store == str(first.ref.data_path) and plan.ranges == first.manifest["ranges"]
     assert plan.dataset_version == str(first.ref) and plan.epochs == cfg.train.epochs
 
 
-def test_train_plan_refuses_a_config_with_another_schema(prepared, tmp_path):
+def test_without_a_config_a_version_trains_with_its_own_data_config(prepared):
+    cfg, workdir, first = prepared
+    own = config_for(existing_version(workdir, str(first.ref)), None)
+    assert own.data_part() == first.manifest["config"] and own.train == JobConfig().train
+
+
+def test_a_config_with_another_schema_is_refused(prepared):
     cfg, workdir, first = prepared
     other = cfg.with_overrides(schema={"labels": list(range(9))})
     with pytest.raises(UserError, match=r"was prepared with another schema than this config's"):
-        train_plan(other, first, tmp_path)
+        config_for(first, other)
+
+
+def test_a_batch_larger_than_a_ranks_share_is_refused_before_any_rank_starts(prepared, tmp_path, capsys):
+    cfg, workdir, first = prepared
+    n = first.manifest["n_train_stored"]                     # 160 train samples: 80 a rank at np 2
+    with pytest.raises(UserError, match=rf"train.batch_size: 81 is larger than a rank's share of the train split "
+                                        rf"\({n} samples over 2 ranks = 80\); lower train.batch_size to at most 80"):
+        check_shares(cfg.with_overrides(train={"batch_size": 81}), first.manifest, 2)
+    check_shares(cfg.with_overrides(train={"batch_size": 80}), first.manifest, 2)     # exactly one batch: fine
+    config = tmp_path / "big.yaml"
+    config.write_text(dump_yaml(cfg.with_overrides(train={"batch_size": 4096})))
+    code = main(["train", "--dataset", str(first.ref), "--workdir", str(workdir), "--config", str(config)])
+    assert code == 2 and "train.batch_size: 4096 is larger" in capsys.readouterr().err
+    assert not (workdir / "runs").exists()                   # refused before a run folder was made
 
 
 @pytest.mark.parametrize("dataset, match", [
-    ("mnist", r"--dataset 'mnist' must be NAME@VERSION"),                       # no version
     ("mnist@0000000000000000", r"--dataset mnist@0000000000000000: .* not found; see `dcpipe datasets list`"),
     ("../x@1", r"dataset name '../x' is not allowed"),                       # not a path
 ])

@@ -1,5 +1,7 @@
-"""`dcpipe train` on a prepared tiny dataset: a 2-rank run killed mid-epoch resumes to the end,
-and its serving bundle predicts raw CSV records in a fresh process."""
+"""The one training path (`dcpipe train` = `dcpipe run --dataset`) on a prepared tiny dataset: a
+2-rank run killed mid-epoch resumes to the end and leaves a complete record (summary, lineage,
+`dcpipe runs`); its serving bundle predicts raw CSV records in a fresh process; everything that
+can be refused is refused in one line before a run folder exists."""
 import json
 import os
 import re
@@ -8,14 +10,14 @@ import signal
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import pytest
 import yaml
 
 from models import checkpoint
-from models.train_cmd import resolve_dataset
 from pipeline.cli import main as cli_main
-from pipeline.job import prepare_only
+from pipeline.job import existing_version, prepare_only
 from tests.conftest import small_config, take_balanced
 from tests.models.helpers import REPO, horovodrun, rank_env
 
@@ -44,6 +46,19 @@ def _mid_epoch_checkpoint(workdir):
     return None
 
 
+def _processes_of(run_dir) -> list[str]:
+    """Command lines of the live processes that work on ``run_dir`` (the launcher and the ranks)."""
+    found = []
+    for proc in Path("/proc").glob("[0-9]*"):
+        try:
+            cmd = (proc / "cmdline").read_bytes().replace(b"\0", b" ").decode()
+        except OSError:
+            continue
+        if str(run_dir) in cmd and "pytest" not in cmd:
+            found.append(f"{proc.name}: {cmd[:200]}")
+    return found
+
+
 @pytest.mark.horovod
 def test_killed_run_resumes_mid_epoch_to_completion(prepared):
     tmp, ref, _ = prepared
@@ -56,12 +71,19 @@ def test_killed_run_resumes_mid_epoch_to_completion(prepared):
         while _mid_epoch_checkpoint(work) is None and proc.poll() is None:
             time.sleep(0.05)
     finally:
-        os.killpg(proc.pid, signal.SIGKILL)    # the whole launcher session: horovodrun and its ranks
+        proc.kill()                      # `kill -9` of dcpipe alone, as a user or a scheduler does it
         proc.wait()
     state = _mid_epoch_checkpoint(work)
     assert state is not None, "the run ended before its first mid-epoch checkpoint"
     run_dir = state.parents[2]
     assert not (run_dir / "metrics.json").exists()          # killed before the end
+    deadline = time.monotonic() + 20
+    while _processes_of(run_dir) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert _processes_of(run_dir) == [], "horovodrun or ranks outlived the killed dcpipe"
+    assert (run_dir / "train.log").read_text().strip(), "train.log lost the output before the kill"
+    listed = subprocess.run(_dcpipe("runs", "list", "--workdir", str(work)), capture_output=True, text=True)
+    assert re.search(rf"{run_dir.name}\s+{re.escape(str(ref))}\s.*\binterrupted$", listed.stdout, re.M), listed.stdout
 
     done = subprocess.run(_dcpipe(*args, "--resume"), env=rank_env(), cwd=REPO, capture_output=True,
                           text=True, timeout=300)
@@ -72,10 +94,80 @@ def test_killed_run_resumes_mid_epoch_to_completion(prepared):
     assert steps == 20 and 0 < metrics["resumed_from_step"] < 3 * steps
     assert metrics["compression"] == "topk:0.1"                # the run's own plan, not the default
     final = json.loads((checkpoint.latest(run_dir) / "state.json").read_text())
-    assert final == {"epoch": 3, "step": 0, "global_step": 3 * steps}
+    assert final["epoch"] == 3 and final["global_step"] == 3 * steps
     assert [h["epoch"] for h in metrics["history"]][-1] == 3
     assert 0.5 < metrics["test_accuracy"] <= 1.0
     assert list((run_dir / "tensorboard").glob("events.out.tfevents.*"))
+    # the run's record: summary (printed with its paths) and lineage, like every run of every command
+    summary = json.loads((run_dir / "summary.json").read_text())
+    assert summary["state"] == "finished" and summary["test_accuracy"] == metrics["test_accuracy"]
+    assert summary["dataset_version"] == str(ref) and summary["network"] == "cnn"
+    for key in ("bundle", "tensorboard", "report"):
+        assert Path(summary[key]).exists() and f"{summary[key]}" in done.stdout, key
+    record = json.loads((run_dir / "lineage.json").read_text())
+    assert record["dataset"]["ref"] == str(ref) and record["model"]["sha256"]
+    traced = subprocess.run(_dcpipe("lineage", run_dir.name, "--workdir", str(work)), capture_output=True, text=True)
+    assert traced.returncode == 0 and f"dataset  {ref}" in traced.stdout, traced.stderr
+
+
+def _finished_runs(work) -> list[str]:
+    return sorted(p.parent.name for p in (work / "runs").glob("*/metrics.json"))
+
+
+@pytest.mark.horovod
+def test_a_finished_run_given_resume_says_so(prepared, capsys):
+    tmp, ref, _ = prepared
+    finished = _finished_runs(tmp / "work")
+    if not finished:
+        pytest.skip("needs the finished run of test_killed_run_resumes_mid_epoch_to_completion")
+    code = cli_main(["train", "--dataset", str(ref), "--workdir", str(tmp / "work"), "--resume", finished[-1]])
+    err = capsys.readouterr().err.strip()
+    assert code == 2 and "\n" not in err
+    assert re.search(rf"--resume: run {finished[-1]} is finished \(test_accuracy 0\.\d+\); nothing to resume", err)
+
+
+@pytest.mark.horovod
+def test_runs_list_show_and_compare(prepared, capsys):
+    tmp, ref, _ = prepared
+    work = tmp / "work"
+    finished = _finished_runs(work)
+    if not finished:
+        pytest.skip("needs the finished run of test_killed_run_resumes_mid_epoch_to_completion")
+    run_id = finished[-1]
+    assert cli_main(["runs", "list", "--workdir", str(work)]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0].split() == ["run", "dataset", "network", "compression", "ranks", "accuracy", "wall_s", "state"]
+    mine = next(line.split() for line in lines if line.startswith(run_id))
+    assert mine[1:5] == [str(ref), "cnn", "topk:0.1", "2"] and mine[-1] == "finished"
+    assert cli_main(["runs", "show", run_id, "--workdir", str(work)]) == 0
+    shown = capsys.readouterr().out
+    assert f"run {run_id}" in shown and "finished" in shown and re.search(r"^\s+3\s+\d", shown, re.M)
+    # a second, never-started run folder compares as interrupted, fields that differ starred
+    other = work / "runs" / "20000101-000000-beef"
+    other.mkdir()
+    (other / "summary.json").write_text(json.dumps({"state": "running", "network": "mlp"}))
+    assert cli_main(["runs", "compare", run_id, other.name, "--workdir", str(work)]) == 0
+    table = capsys.readouterr().out.splitlines()
+    assert re.match(r"\*\s+state\s+finished\s+interrupted", table[1].strip())
+    assert any(re.match(r"\*\s+network\s+cnn\s+mlp", line.strip()) for line in table)
+    shutil.rmtree(other)
+
+
+def test_a_running_run_has_one_writer(prepared, capsys):
+    """A second `--resume` of a run whose lock is held (it is running) is refused in one line."""
+    tmp, ref, _ = prepared
+    from models.rundir import RunDir
+    run = RunDir(tmp / "work" / "runs" / "20000101-000000-cafe")
+    run.path.mkdir(parents=True)
+    run.plan.write_text(json.dumps({"dataset_version": str(ref)}))
+    try:
+        with run.lock():
+            code = cli_main(["train", "--dataset", str(ref), "--workdir", str(tmp / "work"), "--resume", run.id])
+        err = capsys.readouterr().err.strip()
+        assert code == 2 and "\n" not in err
+        assert re.search(r"--resume: .*run 20000101-000000-cafe is running \(another process holds \.lock\)", err)
+    finally:
+        shutil.rmtree(run.path)
 
 
 @pytest.mark.horovod
@@ -107,10 +199,9 @@ def test_bundle_predicts_raw_csv_records_in_a_fresh_process(prepared, mnist_line
 
 def test_latest_is_the_newest_manifest(prepared):
     tmp, ref, _ = prepared
-    root = tmp / "work" / "datasets"
-    assert resolve_dataset(ref.name, root) == ref
-    assert resolve_dataset(f"{ref.name}@latest", root) == ref
-    assert resolve_dataset(str(ref), root) == ref
+    work = tmp / "work"
+    for spec in (ref.name, f"{ref.name}@latest", str(ref), f"{ref.name}@{ref.version[:6]}"):
+        assert existing_version(work, spec).ref == ref, spec
 
 
 @pytest.mark.parametrize("args, message", [
@@ -144,10 +235,10 @@ def test_train_user_errors_are_one_line_exit_2(prepared, capsys, tmp_path, args,
                                   r"topics@0123456789abcdef stores 'image'; set train\.network to cnn, mlp or transformer"),
 ])
 def test_a_network_that_does_not_fit_the_stored_input_says_which_does(tmp_path, network, stored, message):
-    from models.train_cmd import _input_of
+    from pipeline.training import plan_input
     from pipeline.errors import UserError
     from pipeline.store import DatasetRef
     ref = DatasetRef(root=tmp_path, name="topics", version="0123456789abcdef")
     manifest = {"variables": {stored: {"shape": [10, 8]}, "label": {"shape": [10]}}}
     with pytest.raises(UserError, match=message):
-        _input_of(ref, manifest, network)
+        plan_input(ref, manifest, network)

@@ -1,0 +1,212 @@
+"""The one training path: ``dcpipe run``, ``dcpipe run --dataset`` and ``dcpipe train`` all end here.
+
+Everything that can be checked is checked before a run folder exists: the dataset version is ready
+(``store.check_ready``: manifest sealed, every chunk present, not rejected by a quality gate; every
+checksum with ``--verify``), the config fits the stored data (schema, network), the network builds
+on the stored input shape, and a rank's share holds a batch. Only then is the run folder made and
+locked (one writer), the ranks launched, and the run's record written: ``summary.json`` (running,
+then finished / failed / interrupted) and ``lineage.json``.
+"""
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+
+from models import sharding
+from models.launch import TrainingFailed, default_np, launch
+from models.plan import TOKEN_NETWORKS, TrainPlan
+from models.rundir import RunBusy, RunDir, atomic_write_text
+from pipeline import store
+from pipeline.config import JobConfig, dump_yaml, parse_config
+from pipeline.errors import UserError
+from pipeline.lineage import record_run
+from pipeline.prepare import Prepared
+from pipeline.workdir import Workdir
+
+
+@dataclass(frozen=True, kw_only=True)
+class LaunchOptions:
+    """How the ranks start and which run they write; the flags ``dcpipe run`` and ``train`` share."""
+
+    launcher: str = "horovodrun"    # models.launch.LAUNCHERS
+    hosts: str | None = None        # -H node1:2,node2:2 (resolved, not `slurm`)
+    resume: bool | str = False      # True: the newest run on the version; a run id: that run
+    verify: bool = False            # the full checksum pass before training
+
+
+def now() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="seconds")
+
+
+def config_for(prepared: Prepared, cfg: JobConfig | None) -> JobConfig:
+    """The run's config: ``cfg`` when given (its data sections must match the version's), else the
+    version's own data config with the default training settings."""
+    stored = prepared.manifest["config"]
+    if cfg is None:
+        return parse_config({**stored, "train": JobConfig().to_dict()["train"]},
+                            origin=f"{prepared.ref.path / store.MANIFEST}")
+    if stored["schema"] != cfg.to_dict()["schema"]:
+        raise UserError(f"{prepared.ref.path}: dataset {prepared.ref} was prepared with another schema "
+                        "than this config's; train with the config it was prepared with")
+    return cfg
+
+
+def transform_of(manifest: dict, features: dict | None = None) -> dict:
+    """The feature transform a raw record needs before the network: the stored pixel scaling, or
+    (text, ``features`` = the fitted transform) the text cleaning and the fitted token sequence."""
+    config = manifest["config"]
+    schema = config["schema"]
+    if features is not None:
+        return {"kind": "text_sequence", "clean": config["clean"]["text"], "features": features,
+                "labels": list(schema["labels"])}
+    return {"kind": "pixel_scale", "value_min": schema["value_min"], "value_max": schema["value_max"],
+            "image_shape": list(schema["image_shape"]), "n_fields": schema["n_fields"],
+            "label_column": schema["label_column"], "labels": list(schema["labels"])}
+
+
+def plan_input(ref: store.DatasetRef, manifest: dict, network: str) -> dict:
+    """The plan's input: variable, shape per sample, vocabulary size and (text) fitted transform."""
+    variables = manifest["variables"]
+    x_var = "tokens" if "tokens" in variables else "image"
+    if (x_var == "tokens") != (network in TOKEN_NETWORKS):
+        takes = "token ids" if network in TOKEN_NETWORKS else "images"
+        fix = ", ".join(TOKEN_NETWORKS) if x_var == "tokens" else "cnn, mlp or transformer"
+        raise UserError(f"train.network: {network} takes {takes} but dataset {ref} stores {x_var!r}; "
+                        f"set train.network to {fix}")
+    if x_var == "image":
+        return {"x_var": x_var, "input_shape": list(variables[x_var]["shape"][1:]), "vocab_size": 0,
+                "transform": transform_of(manifest)}
+    features = json.loads(store.open_version(ref).attrs["features"])
+    vocabulary = next(t for t in features["transforms"] if t["name"] == x_var)["state"]["vocabulary"]
+    return {"x_var": x_var, "input_shape": list(variables[x_var]["shape"][1:]), "vocab_size": len(vocabulary),
+            "transform": transform_of(manifest, features)}
+
+
+def plan_for(cfg: JobConfig, ref: store.DatasetRef, run_dir: Path, resume: bool = False) -> TrainPlan:
+    """The training plan of ``cfg.train`` on dataset version ``ref``."""
+    manifest, t = ref.manifest(), cfg.train
+    schema = manifest["config"]["schema"]
+    return TrainPlan(store=str(ref.data_path), dataset_version=str(ref), ranges=manifest["ranges"],
+                     n_classes=len(schema["labels"]), run_dir=str(run_dir), network=t.network, epochs=t.epochs,
+                     batch_size=t.batch_size, learning_rate=t.learning_rate, compression=t.compression,
+                     threads_per_rank=t.threads_per_rank, shuffle_buffer=t.shuffle_buffer,
+                     read_threads=t.read_threads, checkpoint_every=t.checkpoint_every, resume=resume,
+                     seed=cfg.seed, **plan_input(ref, manifest, t.network))
+
+
+def check_network(network: str, input_shape: list[int], n_classes: int, vocab_size: int) -> None:
+    """Build the network once here, so that a network that cannot take the input fails in one line
+    before any rank starts (not inside every rank)."""
+    from models import networks   # TensorFlow: only once the cheap checks have passed
+    try:
+        networks.build(network, tuple(input_shape), n_classes, vocab_size=vocab_size)
+    except ValueError as exc:
+        raise UserError(f"train.network: {network} cannot take inputs of shape {list(input_shape)} "
+                        f"({str(exc).splitlines()[0]}); choose another train.network") from None
+
+
+def check_shares(cfg: JobConfig, manifest: dict, world: int) -> None:
+    """Every rank's share of the train split must hold at least one batch."""
+    lo, hi = manifest["ranges"]["train"]
+    if sharding.steps_per_epoch(hi - lo, world, cfg.train.batch_size) == 0:
+        share = sharding.samples_per_rank(hi - lo, world)
+        raise UserError(f"train.batch_size: {cfg.train.batch_size} is larger than a rank's share of the train "
+                        f"split ({hi - lo} samples over {world} ranks = {share}); lower train.batch_size "
+                        f"to at most {max(share, 1)} or --np")
+
+
+def _resumable(workdir: Workdir, prepared: Prepared, resume: bool | str) -> RunDir:
+    """The run ``--resume`` continues: the one named, or the newest run on this dataset version."""
+    if isinstance(resume, str):
+        run = workdir.run(resume)
+    else:
+        ours = [r for r in workdir.run_dirs() if r.plan.is_file()
+                and json.loads(r.plan.read_text()).get("dataset_version") == str(prepared.ref)]
+        if not ours:
+            raise UserError(f"--resume: no earlier run on {prepared.ref} in {workdir.runs}; "
+                            "run without --resume first")
+        run = ours[-1]
+    if not run.plan.is_file():
+        raise UserError(f"--resume: {run.path} has no {run.plan.name} (it never started training); "
+                        "run without --resume")
+    if run.metrics.is_file():
+        acc = json.loads(run.metrics.read_text()).get("test_accuracy")
+        raise UserError(f"--resume: run {run.id} is finished (test_accuracy {acc}); nothing to resume, "
+                        "run without --resume for a new run")
+    return run
+
+
+def _record(run: RunDir, summary: dict) -> dict:
+    atomic_write_text(run.summary, json.dumps(summary, indent=2) + "\n")
+    return summary
+
+
+def _summary(run: RunDir, prepared: Prepared, cfg: JobConfig, world: int, started: dict) -> dict:
+    m = prepared.manifest
+    return {"run_id": run.id, "run_dir": str(run.path), "state": "running", "started": started["at"],
+            "dataset_version": str(prepared.ref), "dataset_path": str(prepared.ref.path),
+            "dataset_cached": prepared.cached, "n_train": m["n_train"], "n_train_stored": m["n_train_stored"],
+            "n_val": m["n_val"], "n_test": m["n_test"], "n_quarantined": sum(m["quarantined"].values()),
+            "quarantined": m["quarantined"], "network": cfg.train.network, "world_size": world,
+            "compression": cfg.train.compression, "epochs": cfg.train.epochs,
+            "prepare_seconds": round(prepared.seconds, 2),
+            "bundle": str(run.bundle), "tensorboard": str(run.tensorboard),
+            "report": str(prepared.ref.path / "report.html"), "model": str(run.model),
+            "exported_model": str(run.saved_model)}
+
+
+def _finished(summary: dict, metrics: dict, started: dict) -> dict:
+    return {**summary, "state": "finished", "finished": now(),
+            "world_size": metrics["world_size"], "compression": metrics["compression"],
+            "device": metrics["device"], "test_accuracy": metrics["test_accuracy"],
+            "test_loss": metrics["test_loss"], "train_seconds": round(metrics["train_seconds"], 2),
+            "restarts": metrics.get("restarts", []),
+            "wall_seconds": round(time.perf_counter() - started["clock"], 2)}
+
+
+def train(cfg: JobConfig, prepared: Prepared, workdir: Workdir, options: LaunchOptions = LaunchOptions(),
+          log=print, started: dict | None = None) -> dict:
+    """Train on ``prepared`` and return the run's summary (also ``runs/<id>/summary.json``)."""
+    started = started or {"clock": time.perf_counter(), "at": now()}
+    world = cfg.train.np or default_np()
+    resumed = _resumable(workdir, prepared, options.resume) if options.resume else None
+    if resumed is None:
+        check_shares(cfg, prepared.manifest, world)
+        inputs = plan_input(prepared.ref, prepared.manifest, cfg.train.network)
+        check_network(cfg.train.network, inputs["input_shape"], len(prepared.manifest["config"]["schema"]["labels"]),
+                      inputs["vocab_size"])
+    store.check_ready(prepared.ref, full=options.verify)
+    run = resumed or workdir.new_run()
+    try:
+        with run.lock():
+            return _train_in(run, cfg, prepared, world, options, log, started, resumed is not None)
+    except RunBusy as exc:
+        raise UserError(f"--resume: {exc}; wait for it to end, or stop it first") from None
+
+
+def _train_in(run: RunDir, cfg: JobConfig, prepared: Prepared, world: int, options: LaunchOptions, log,
+              started: dict, resuming: bool) -> dict:
+    if resuming:
+        plan = TrainPlan.load(run.plan)
+        plan = TrainPlan(**{**plan.__dict__, "resume": True})
+        cfg = cfg.with_overrides(train={"network": plan.network, "epochs": plan.epochs,
+                                        "compression": plan.compression})
+    else:
+        atomic_write_text(run.config, dump_yaml(cfg))
+        plan = plan_for(cfg, prepared.ref, run.path)
+    summary = _record(run, _summary(run, prepared, cfg, world, started))
+    log(f"Run {run.id}: training on {prepared.ref} in {run.path}" + (" (resuming)" if resuming else ""))
+    try:
+        metrics = launch(plan, world, log=log, launcher=options.launcher, hosts=options.hosts)
+    except TrainingFailed as exc:
+        _record(run, {**summary, "state": "failed", "finished": now(), "error": str(exc)})
+        raise
+    except BaseException:
+        _record(run, {**summary, "state": "interrupted", "finished": now()})
+        raise
+    summary = _finished(summary, metrics, started)
+    summary["lineage"] = str(record_run(run.path, prepared.ref, summary))
+    return _record(run, summary)
