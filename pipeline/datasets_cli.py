@@ -5,6 +5,7 @@ import json
 from pathlib import Path
 
 from pipeline import lineage, store
+from pipeline.errors import UserError
 
 
 def _root(args) -> Path:
@@ -12,25 +13,57 @@ def _root(args) -> Path:
 
 
 def _ref(args, spec: str) -> store.DatasetRef:
-    name, version = store.parse_spec(spec)
-    return store.resolve(_root(args), name, version)
+    return store.resolve_spec(_root(args), spec)
 
 
 def _size(path: Path) -> int:
     return sum(p.stat().st_size for p in path.rglob("*") if p.is_file())
 
 
+def _marks(ref: store.DatasetRef, manifest: dict, latest: store.DatasetRef | None) -> str:
+    marks = [f"tag {t}" for t in store.tags_of(ref)]
+    if store.is_rejected(manifest):
+        marks.append(f"rejected: {store.rejected_gate(manifest)}")
+    if ref == latest:
+        marks.append("latest")
+    return "".join(f"  ({m})" for m in marks)
+
+
+def _latest(refs: list[store.DatasetRef]) -> store.DatasetRef | None:
+    usable = [ref for ref in refs if not store.is_rejected(ref.manifest())]
+    return usable[-1] if usable else None
+
+
+def _entry(ref: store.DatasetRef, latest: store.DatasetRef | None) -> dict:
+    m = ref.manifest()
+    return {"ref": str(ref), "version": ref.version, "created": m.get("created"), "rows": m.get("records_out"),
+            "bytes": _size(ref.path), "tags": store.tags_of(ref), "latest": ref == latest,
+            "rejected": store.rejected_gate(m), "path": str(ref.path)}
+
+
 def list_(args) -> int:
     found = store.catalog(_root(args))
+    if getattr(args, "json", False):
+        print(json.dumps({name: [_entry(ref, _latest(refs)) for ref in refs] for name, refs in found.items()},
+                         indent=2))
+        return 0
     if not found:
         print(f"no dataset versions under {_root(args)}")
     for name, refs in found.items():
         print(name)
-        for i, ref in enumerate(refs):
+        latest = _latest(refs)
+        for ref in refs:
             m = ref.manifest()
-            latest = "  (latest)" if i == len(refs) - 1 else ""
             print(f"  {ref.version}  {m.get('created')}  {m.get('records_out')} rows  "
-                  f"{_size(ref.path) / 1e6:.1f} MB{latest}")
+                  f"{_size(ref.path) / 1e6:.1f} MB{_marks(ref, m, latest)}")
+    return 0
+
+
+def tag(args) -> int:
+    ref = _ref(args, args.spec)
+    before = store.tag(ref, args.tag)
+    moved = f" (moved from {ref.name}@{before})" if before else ""
+    print(f"tagged {ref} as {ref.name}@{args.tag}{moved}")
     return 0
 
 
@@ -40,8 +73,9 @@ def show(args) -> int:
     if args.json:
         print(json.dumps(m, indent=2))
         return 0
-    print(f"{ref}  ({ref.path})")
-    for key in ("created", "parent_version", "records_in", "records_out", "counts", "quarantined",
+    tags = store.tags_of(ref)
+    print(f"{ref}  ({ref.path})" + (f"  tags {', '.join(tags)}" if tags else ""))
+    for key in ("created", "parent_version", "quality", "records_in", "records_out", "counts", "quarantined",
                 "duplicates_dropped", "chunking"):
         print(f"  {key:<15} {m.get(key)}")
     print("  variables")
@@ -65,30 +99,63 @@ def diff(args) -> int:
 def verify(args) -> int:
     ref = _ref(args, args.spec)
     problems = store.verify(ref)
+    manifest = ref.manifest()
     if not problems:
-        n = ref.manifest().get("checksums", {}).get("n_files")
+        n = manifest.get("checksums", {}).get("n_files")
         print(f"{ref}: OK ({n} files, every checksum matches)")
-        return 0
-    print(f"{ref}: DAMAGED ({len(problems)} problem(s))")
-    for problem in problems:
-        print(f"  {problem}")
-    return 1
+    else:
+        print(f"{ref}: DAMAGED ({len(problems)} problem(s))")
+        for problem in problems:
+            print(f"  {problem}")
+    if not store.is_sealed(manifest):
+        print(f"  note: {store.MANIFEST} is unsealed (written by an older dcpipe): its own fields are not checked")
+    return 1 if problems else 0
+
+
+def referenced_versions(runs_root: Path) -> dict[str, list[str]]:
+    """``NAME@VERSION`` -> ids of the runs under ``runs_root`` that reference it (from each run's
+    ``summary.json`` field ``dataset_version`` and ``lineage.json`` field ``dataset.ref``)."""
+    found: dict[str, set[str]] = {}
+    for run in sorted(p for p in Path(runs_root).iterdir() if p.is_dir()) if Path(runs_root).is_dir() else []:
+        for file, pick in (("summary.json", lambda d: d.get("dataset_version")),
+                           ("lineage.json", lambda d: (d.get("dataset") or {}).get("ref"))):
+            try:
+                spec = pick(json.loads((run / file).read_text()))
+            except (OSError, ValueError, AttributeError):
+                continue
+            if isinstance(spec, str) and "@" in spec:
+                found.setdefault(spec, set()).add(run.name)
+    return {spec: sorted(runs) for spec, runs in sorted(found.items())}
+
+
+def _protected(args) -> dict[store.DatasetRef, list[str]]:
+    out = {}
+    for spec, runs in referenced_versions(Path(args.workdir) / "runs").items():
+        name, _, version = spec.partition("@")
+        try:
+            out[store.DatasetRef(_root(args), name, version)] = runs
+        except UserError:   # a run record that names no valid version protects nothing
+            continue
+    return out
 
 
 def gc(args) -> int:
     if args.name:
         store.check_name(args.name)
-    done = store.gc(_root(args), args.keep, name=args.name, dry_run=args.dry_run)
+    done = store.gc(_root(args), args.keep, name=args.name, dry_run=args.dry_run, protected=_protected(args))
     verb = "would remove" if args.dry_run else "removed"
+    for ref, why in done.kept:
+        print(f"kept {ref}: {why}")
     for ref in done.removed:
         print(f"{verb} {ref}")
     for path in done.cleaned:
         print(f"{verb} {path.name} (left by an interrupted writer)")
-    print(f"{verb} {len(done.removed)} version(s), {len(done.cleaned)} leftover folder(s)")
+    print(f"{verb} {len(done.removed)} version(s), {len(done.cleaned)} leftover(s); kept {len(done.kept)} "
+          "older version(s) in use")
     return 0
 
 
-HANDLERS = {"list": list_, "show": show, "diff": diff, "verify": verify, "gc": gc}
+HANDLERS = {"list": list_, "show": show, "diff": diff, "verify": verify, "gc": gc, "tag": tag}
 
 
 def datasets(args) -> int:

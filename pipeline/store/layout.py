@@ -8,6 +8,7 @@ Layout under a root folder::
     <root>/<dataset>/<version>/quarantine.parquet   rows that failed validation, with their reason
     <root>/<dataset>/.staging-<version>-<pid>-<tag> a version being written (never read)
     <root>/<dataset>/.lock-<version>                flock(2) held by the one writer of that version
+    <root>/<dataset>/tags.json                      tag -> version (``refs``)
 """
 from __future__ import annotations
 
@@ -47,16 +48,6 @@ def check_version(version: str) -> str:
         raise UserError(f"dataset version {version!r} is not allowed; a version is 8-64 lowercase hex "
                         "digits (e.g. 3f2a9c0d1b7e4a55) or 'latest'")
     return version
-
-
-def parse_spec(spec: str) -> tuple[str, str]:
-    """``NAME[@VERSION]`` -> (name, version or 'latest'), both validated."""
-    name, _, version = spec.partition("@")
-    version = version or LATEST
-    check_name(name)
-    if version != LATEST:
-        check_version(version)
-    return name, version
 
 
 @dataclass(frozen=True)
@@ -118,39 +109,52 @@ def versions(root: Path, name: str) -> list[DatasetRef]:
     return [ref for _, ref in sorted(found, key=lambda item: item[0])]
 
 
-def resolve(root: Path, name: str, version: str = LATEST) -> DatasetRef:
-    """The committed version ``name@version``; ``latest`` is the newest one."""
-    check_name(name)
-    if version == LATEST:
-        known = versions(root, name)
-        if not known:
-            raise UserError(f"{Path(root) / name}: dataset {name!r} has no versions; "
-                            "prepare one with `dcpipe prepare` (see `dcpipe datasets list`)")
-        return known[-1]
-    ref = DatasetRef(root=Path(root), name=name, version=check_version(version))
-    if not ref.exists():
-        raise UserError(f"{ref.path}: dataset version {ref} not found; see `dcpipe datasets list`")
-    return ref
+def lock_path(root: Path, name: str, version: str) -> Path:
+    return Path(root) / check_name(name) / f"{LOCK_PREFIX}{check_version(version)}"
 
 
 @contextlib.contextmanager
 def version_lock(root: Path, name: str, version: str, blocking: bool = True):
     """Hold the exclusive write lock of one version; yields False when ``blocking`` is off and it is taken.
 
-    ``flock`` locks die with their process, so a killed writer never leaves a stale lock.
+    ``flock`` locks die with their process, so a killed writer never leaves a stale lock. gc removes
+    a lock file while holding it (:func:`drop_lock_file`); a process that locked the removed file
+    sees that its inode is no longer at the path and locks the new file instead.
     """
     folder = Path(root) / check_name(name)
     folder.mkdir(parents=True, exist_ok=True)
-    fd = os.open(folder / f"{LOCK_PREFIX}{check_version(version)}", os.O_CREAT | os.O_RDWR, 0o644)
-    try:
+    path = lock_path(root, name, version)
+    while True:
+        fd = os.open(path, os.O_CREAT | os.O_RDWR, 0o644)
         try:
-            fcntl.flock(fd, fcntl.LOCK_EX | (0 if blocking else fcntl.LOCK_NB))
-        except BlockingIOError:
-            yield False
-            return
-        yield True
-    finally:
-        os.close(fd)
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | (0 if blocking else fcntl.LOCK_NB))
+            except BlockingIOError:
+                yield False
+                return
+            try:
+                same = os.stat(path).st_ino == os.fstat(fd).st_ino
+            except FileNotFoundError:
+                same = False
+            if same:
+                yield True
+                return
+        finally:
+            os.close(fd)
+
+
+def drop_lock_file(root: Path, name: str, version: str) -> None:
+    """Remove the lock file of ``version``; call it only while holding that lock."""
+    with contextlib.suppress(FileNotFoundError):
+        lock_path(root, name, version).unlink()
+
+
+def lock_files(folder: Path) -> dict[str, Path]:
+    """Version -> its lock file, for every ``.lock-<version>`` in a dataset folder."""
+    if not folder.is_dir():
+        return {}
+    return {p.name[len(LOCK_PREFIX):]: p for p in folder.iterdir()
+            if p.name.startswith(LOCK_PREFIX) and VERSION_RE.match(p.name[len(LOCK_PREFIX):])}
 
 
 def leftovers(folder: Path, version: str | None = None) -> list[Path]:

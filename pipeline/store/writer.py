@@ -2,8 +2,9 @@
 
 Under the version's lock: if the version is already committed (another process won), it is reused;
 otherwise staging folders left by killed writers are removed, the data, the quarantine table and
-the checksum index are written to a fresh staging folder, the manifest is written and fsynced last,
-and one ``rename`` makes the folder visible as ``<root>/<dataset>/<version>``.
+the checksum index are written to a fresh staging folder (every file and folder fsynced as it is
+hashed), the sealed manifest is written and fsynced last, and one ``rename`` makes the folder
+visible as ``<root>/<dataset>/<version>``; the dataset folder is fsynced after it.
 """
 from __future__ import annotations
 
@@ -91,7 +92,7 @@ def publish(ds: xr.Dataset, quarantine, manifest: dict, ref: DatasetRef, cfg: St
     """Write ``ds`` (its one compute) and ``quarantine`` as version ``ref``, atomically.
 
     ``manifest`` is what the caller knows (counts, sources, config); the store adds the parent
-    version, the variables, the chunking and the checksums, and commits it last.
+    version, the variables, the chunking, the checksums and the seal, and commits it last.
     ``extra_files(folder)``, if given, writes more files (e.g. the quality report) into the
     version before its checksums are taken.
     """
@@ -109,6 +110,7 @@ def publish(ds: xr.Dataset, quarantine, manifest: dict, ref: DatasetRef, cfg: St
         committed = {**manifest, "dataset": ref.name, "version": ref.version,
                      "parent_version": earlier[-1].version if earlier else None, **stored,
                      "checksums": checksums.write_index(staging)}
+        committed[checksums.SEAL] = checksums.manifest_seal(committed)
         with open(staging / MANIFEST, "w") as fh:
             fh.write(json.dumps(committed, indent=2) + "\n")
             fh.flush()
