@@ -43,7 +43,7 @@ def _resolve(config: JobConfig | None, workers: int | None = None, np: int | Non
         try:
             cfg = cfg.with_overrides(train={key: value})
         except UserError as exc:
-            rule = str(exc).split(f"train.{key}: ", 1)[-1]
+            rule = str(exc).split(f"train.{key}: ", 1)[-1].removesuffix(f" (got {value!r})")
             raise UserError(f"--{key} {value!r}: {rule}") from None
     return cfg
 

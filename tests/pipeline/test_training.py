@@ -207,12 +207,12 @@ def test_latest_is_the_newest_manifest(prepared):
 @pytest.mark.parametrize("args, message", [
     # a dataset that was never prepared
     (["--dataset", "nope"], r"--dataset nope: .*nope: dataset 'nope' has no versions; prepare one with `dcpipe prepare`"),
-    # a version that does not exist lists the ones that do
-    (["--dataset", "mnist@v0"], r"--dataset mnist@v0: dataset version 'v0' is not allowed; a version is 8-64"),
+    # neither a version nor a known tag
+    (["--dataset", "mnist@v0"], r"--dataset mnist@v0: .*dataset 'mnist' has no tag 'v0'; see `dcpipe datasets list`"),
     # a well-formed version that was never prepared
     (["--dataset", "mnist@0123456789abcdef"], r"--dataset mnist@0123456789abcdef: .* not found; see `dcpipe datasets"),
     # a compression spec outside the known forms
-    (["--dataset", "mnist", "--compression", "topk:2"], r"--compression 'topk:2' is not one of none, fp16"),
+    (["--dataset", "mnist", "--compression", "topk:2"], r"--compression 'topk:2': must be none, fp16, topk:RATIO with 0 < RATIO <= 1"),
     # resuming with no earlier run on a fresh workdir copy is impossible
     (["--dataset", "mnist", "--resume"], r"--resume: no earlier run on mnist@"),
 ])
