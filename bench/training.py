@@ -30,9 +30,8 @@ import xarray as xr
 from models import compression, data, networks
 from models.launch import horovodrun_command, rank_env
 from models.train import iterator_step
-from models.train_cmd import train_command
 from pipeline import JobConfig
-from pipeline.job import prepare_only
+from pipeline.job import prepare_only, run
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -168,7 +167,7 @@ def bytes_ratios() -> dict[str, float]:
 
 
 def accuracies(workdir: Path, dataset: str) -> dict[str, float]:
-    return {spec: train_command(JobConfig(), dataset, workdir, np=2, compression=spec, log=lambda *a: None)[
+    return {spec: run(JobConfig(), workdir, np=2, dataset=dataset, compression=spec, log=lambda *a: None)[
         "test_accuracy"] for spec in ("none", "fp16", "topk:0.01", "powersgd:4")}
 
 
