@@ -91,3 +91,12 @@ def test_cli_rejects_an_unknown_cluster_kind(capsys):
 def test_cluster_kind_does_not_change_the_dataset_version():
     base = JobConfig()
     assert base.with_overrides(cluster={"kind": "slurm"}).data_part() == base.data_part()
+
+
+def test_a_cache_hit_starts_no_cluster(prepared, monkeypatch):
+    """The same sources and config again: found before any cluster starts. An `address` cluster with no
+    scheduler anywhere would fail to connect if one were started."""
+    cfg, workdir, first = prepared
+    monkeypatch.delenv("DASK_SCHEDULER_ADDRESS", raising=False)
+    again = prepare_only(cfg.with_overrides(cluster={"kind": "address"}), workdir, log=lambda *_: None)
+    assert again.cached and again.ref == first.ref
