@@ -100,7 +100,8 @@ def _cache_hit(ref: store.DatasetRef, cfg: JobConfig, start: float, log, how: st
         raise UserError(f"{ref.path}: manifest names version {manifest.get('version')!r}, not {ref.version}; "
                         f"the store was edited by hand, run `dcpipe datasets verify {ref}`")
     log(f"Dataset {ref} {how} (same sources, config and code): cache hit, nothing recomputed")
-    gates.check(manifest, cfg.gates, cfg.schema, str(ref))
+    gates.check(manifest, cfg.gates, cfg.schema, str(ref))      # the gates in force now
+    gates.check_recorded(manifest)                               # and the verdict when it was published
     return Prepared(ref, manifest, True, time.perf_counter() - start)
 
 
@@ -167,6 +168,7 @@ def prepare(cfg: JobConfig, root: Path, client: Client, log=print, show_progress
         raise _nothing_valid(quarantine, counts.n_in, cfg)
     manifest = _manifest(ref, cfg, sources, counts)
     gates.reconcile(manifest, str(ref.path))
+    manifest["quality"] = gates.verdict(manifest, cfg.gates, cfg.schema, str(ref))
     write_report = _report(rows, manifest, cfg, client)
     ds = features.to_dataset(rows, counts.lengths, cfg, [s["name"] for s in sources])
     rows_per_chunk = store.chunk_rows(cfg.store, store.sample_bytes(ds))
@@ -176,5 +178,5 @@ def prepare(cfg: JobConfig, root: Path, client: Client, log=print, show_progress
     published = store.publish(ds, quarantine, manifest, ref, cfg.store, log=log, extra_files=write_report)
     if published.reused:
         return _cache_hit(ref, cfg, start, log, "was published meanwhile by another process")
-    gates.check(published.manifest, cfg.gates, cfg.schema, str(ref))
+    gates.check(published.manifest, cfg.gates, cfg.schema, str(ref))   # published anyway: inspect it
     return Prepared(ref, published.manifest, False, time.perf_counter() - start)
