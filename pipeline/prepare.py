@@ -24,6 +24,9 @@ from pipeline.errors import UserError
 from pipeline.validate import label_codes, validate, validate_labels
 
 
+MIN_PARTITIONS = 8   # of a small input (e.g. one gzip file): work for up to 8 workers
+
+
 @dataclass(frozen=True)
 class Prepared:
     ref: store.DatasetRef
@@ -159,9 +162,11 @@ def prepare(cfg: JobConfig, root: Path, client: Client, log=print, show_progress
     if ref.exists():
         return _cache_hit(ref, cfg, start, log, "already prepared")
 
+    # The partitioning decides the quarantine's files and the report's reduction tree: it depends on
+    # the input alone (its blocks, at least MIN_PARTITIONS), never on the workers, so that a version
+    # is byte-identical however many workers wrote it.
     records = ingested.records
-    n_workers = len(client.scheduler_info()["workers"])
-    records = records.repartition(npartitions=max(records.npartitions, 2 * n_workers))
+    records = records.repartition(npartitions=max(records.npartitions, MIN_PARTITIONS))
     rows, quarantine, cleaning = _stages(records, cfg)
     rows, quarantine, counts = _counts(rows, quarantine, records, client, show_progress, cleaning, cfg)
     if sum(counts.lengths) == 0:
