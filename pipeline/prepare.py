@@ -17,7 +17,7 @@ from pathlib import Path
 import dask.dataframe as dd
 from distributed import Client, progress, wait
 
-from pipeline import augment, features, gates, ingest, provenance, report, store
+from pipeline import augment, credentials, features, gates, ingest, provenance, report, store
 from pipeline.clean import clean, clean_labelled_text
 from pipeline.config import JobConfig
 from pipeline.errors import UserError
@@ -85,7 +85,7 @@ def _report(rows, manifest: dict, cfg: JobConfig, client: Client):
 def _nothing_valid(quarantine, n_in: int, cfg: JobConfig) -> UserError:
     """The error when every record was quarantined, explained by the first bad record."""
     if n_in == 0:
-        return UserError(f"{cfg.source.path}: the source holds no records; give a non-empty CSV")
+        return UserError(f"{credentials.mask(cfg.source.path)}: the source holds no records; give a non-empty CSV")
     first = quarantine.head(1, npartitions=-1).iloc[0]
     detail = f"{first['reason']}"
     if first["reason"] == "wrong_field_count" and _is_text(cfg):
