@@ -12,6 +12,7 @@ from typing import Literal, get_args
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from pipeline import credentials
 from pipeline.errors import UserError
 
 EMBEDDED_MNIST = "embedded:mnist_5k"
@@ -308,8 +309,8 @@ class JobConfig(_Section):
         return self.schema_
 
     def data_part(self) -> dict:
-        """The sections that change the stored dataset (not cluster, not training)."""
-        full = self.to_dict()
+        """The sections that change the stored dataset (not cluster, not training); passwords masked."""
+        full = _masked(self.to_dict())
         return {k: full[k] for k in ("seed", "dataset", "source", "schema", "clean", "split", "features", "augment",
                                     "store")}
 
@@ -397,6 +398,12 @@ def relative_to(data, folder: Path):
     return out
 
 
+def _masked(data: dict) -> dict:
+    """``data`` (``JobConfig.to_dict()``) with any password in ``source.path`` masked."""
+    return {**data, "source": {**data["source"], "path": credentials.mask(data["source"]["path"])}}
+
+
 def dump_yaml(cfg: JobConfig) -> str:
-    """The config as YAML that ``load_config`` accepts unchanged."""
-    return yaml.safe_dump(cfg.to_dict(), sort_keys=False, default_flow_style=False)
+    """The config as YAML that ``load_config`` accepts unchanged, except that a password written in
+    ``source.path`` is masked (``***``); ``${VAR}`` references are kept, see ``pipeline.credentials``."""
+    return yaml.safe_dump(_masked(cfg.to_dict()), sort_keys=False, default_flow_style=False)

@@ -17,11 +17,14 @@ from pathlib import Path
 import dask.dataframe as dd
 from distributed import Client, progress, wait
 
-from pipeline import augment, features, gates, ingest, provenance, report, store
+from pipeline import augment, credentials, features, gates, ingest, provenance, report, store
 from pipeline.clean import clean, clean_labelled_text
 from pipeline.config import JobConfig
 from pipeline.errors import UserError
 from pipeline.validate import label_codes, validate, validate_labels
+
+
+MIN_PARTITIONS = 8   # of a small input (e.g. one gzip file): work for up to 8 workers
 
 
 @dataclass(frozen=True)
@@ -82,7 +85,7 @@ def _report(rows, manifest: dict, cfg: JobConfig, client: Client):
 def _nothing_valid(quarantine, n_in: int, cfg: JobConfig) -> UserError:
     """The error when every record was quarantined, explained by the first bad record."""
     if n_in == 0:
-        return UserError(f"{cfg.source.path}: the source holds no records; give a non-empty CSV")
+        return UserError(f"{credentials.mask(cfg.source.path)}: the source holds no records; give a non-empty CSV")
     first = quarantine.head(1, npartitions=-1).iloc[0]
     detail = f"{first['reason']}"
     if first["reason"] == "wrong_field_count" and _is_text(cfg):
@@ -100,7 +103,8 @@ def _cache_hit(ref: store.DatasetRef, cfg: JobConfig, start: float, log, how: st
         raise UserError(f"{ref.path}: manifest names version {manifest.get('version')!r}, not {ref.version}; "
                         f"the store was edited by hand, run `dcpipe datasets verify {ref}`")
     log(f"Dataset {ref} {how} (same sources, config and code): cache hit, nothing recomputed")
-    gates.check(manifest, cfg.gates, cfg.schema, str(ref))
+    gates.check(manifest, cfg.gates, cfg.schema, str(ref))      # the gates in force now
+    gates.check_recorded(manifest)                               # and the verdict when it was published
     return Prepared(ref, manifest, True, time.perf_counter() - start)
 
 
@@ -178,15 +182,18 @@ def prepare(cfg: JobConfig, root: Path, client: Client, log=print, show_progress
     ingested, ref = located.ingested, located.ref
     sources = ingested.inputs
 
+    # The partitioning decides the quarantine's files and the report's reduction tree: it depends on
+    # the input alone (its blocks, at least MIN_PARTITIONS), never on the workers, so that a version
+    # is byte-identical however many workers wrote it.
     records = ingested.records
-    n_workers = len(client.scheduler_info()["workers"])
-    records = records.repartition(npartitions=max(records.npartitions, 2 * n_workers))
+    records = records.repartition(npartitions=max(records.npartitions, MIN_PARTITIONS))
     rows, quarantine, cleaning = _stages(records, cfg)
     rows, quarantine, counts = _counts(rows, quarantine, records, client, show_progress, cleaning, cfg)
     if sum(counts.lengths) == 0:
         raise _nothing_valid(quarantine, counts.n_in, cfg)
     manifest = _manifest(ref, cfg, sources, counts)
     gates.reconcile(manifest, str(ref.path))
+    manifest["quality"] = gates.verdict(manifest, cfg.gates, cfg.schema, str(ref))
     write_report = _report(rows, manifest, cfg, client)
     ds = features.to_dataset(rows, counts.lengths, cfg, [s["name"] for s in sources])
     rows_per_chunk = store.chunk_rows(cfg.store, store.sample_bytes(ds))
@@ -196,5 +203,5 @@ def prepare(cfg: JobConfig, root: Path, client: Client, log=print, show_progress
     published = store.publish(ds, quarantine, manifest, ref, cfg.store, log=log, extra_files=write_report)
     if published.reused:
         return _cache_hit(ref, cfg, start, log, "was published meanwhile by another process")
-    gates.check(published.manifest, cfg.gates, cfg.schema, str(ref))
+    gates.check(published.manifest, cfg.gates, cfg.schema, str(ref))   # published anyway: inspect it
     return Prepared(ref, published.manifest, False, time.perf_counter() - start)

@@ -20,6 +20,16 @@ from pipeline.transforms.text import tokenize
 
 N_HISTOGRAMS = 3
 BINS = 32
+SIGNIFICANT = 12   # digits kept of each statistic in report.json
+
+
+def _round(x: float) -> float:
+    """``x`` to ``SIGNIFICANT`` digits: the last bits of a float sum are noise, not information.
+
+    The reduction tree is fixed by the partitioning (which does not depend on the workers), so the
+    statistics are already reproducible; rounding keeps report.json stable across platforms too.
+    """
+    return float(f"{x:.{SIGNIFICANT}g}") if np.isfinite(x) else float(x)
 
 
 def value_columns(rows: dd.DataFrame) -> list[str]:
@@ -71,7 +81,7 @@ def lazy_histograms(rows: dd.DataFrame, stats: dict, columns: list[str] | None =
 def build(manifest: dict, stats: dict, label_names: dict[int, str]) -> dict:
     """The JSON report from the manifest's counts and computed statistics."""
     cols = list(stats["mean"].index)
-    per_column = {c: {k: float(stats[k][c]) for k in ("mean", "std", "min", "max")} for c in cols}
+    per_column = {c: {k: _round(float(stats[k][c])) for k in ("mean", "std", "min", "max")} for c in cols}
     labels = {label_names.get(int(k), str(k)): int(v) for k, v in sorted(stats["label_counts"].items())}
     keys = ("dataset", "version", "records_in", "records_out", "quarantined", "duplicates_dropped",
             "cleaning", "n_train", "n_val", "n_test")

@@ -3,6 +3,11 @@
 A line with another number of fields is ``wrong_field_count``; a field that is not a number is
 ``not_numeric``; an empty field is missing (NaN), left for the clean stage to drop or impute.
 Quoted fields are not interpreted: numeric tables do not need them.
+
+``schema.header`` is checked against line 1: with ``header: true``, a first line whose fields are
+all numbers is data, not names (it would be dropped silently); with ``header: false``, a first line
+(of the first file) whose value fields are all non-numeric names is a header (it would only be
+quarantined). Both are one-line errors saying which setting to change.
 """
 from __future__ import annotations
 
@@ -83,11 +88,39 @@ def _read_header(f: InputFile, delimiter: str) -> list[str]:
     return [c.strip() for c in line.rstrip("\r\n").split(delimiter)]
 
 
+def _is_number(text: str) -> bool:
+    try:
+        float(text)
+    except ValueError:
+        return False
+    return True
+
+
+def _header_is_data(f: InputFile, fields: list[str], n_fields: int) -> None:
+    if len(fields) == n_fields and all(_is_number(v) for v in fields):
+        raise UserError(f"{f.path}:1: schema.header is true but line 1 is a record ({n_fields} numbers, e.g. "
+                        f"{', '.join(fields[:3])}), not field names: it would be dropped; set schema.header: false")
+
+
+def check_no_header(f: InputFile, schema: SchemaConfig, delimiter: str) -> None:
+    """With ``header: false``, refuse a first line of field names (every value field non-numeric)."""
+    try:
+        fields = _read_header(f, delimiter)
+    except UserError:        # unreadable: the read of the records says so, with the line
+        return
+    label = schema.label_index()
+    values = [v for i, v in enumerate(fields) if i != label]
+    if len(fields) == schema.n_fields and all(v and not _is_number(v) for v in values):
+        raise UserError(f"{f.path}:1: line 1 looks like a header (field names such as {values[0]!r}), but "
+                        "schema.header is false: it would be quarantined as not_numeric; set schema.header: true")
+
+
 def _check_headers(files: list[InputFile], schema: SchemaConfig, delimiter: str) -> list[str]:
     """The field names from the headers; every file's header must match (and ``schema.columns``)."""
     expected = list(schema.columns) if schema.columns else _read_header(files[0], delimiter)
     for f in files:
         found = _read_header(f, delimiter)
+        _header_is_data(f, found, schema.n_fields)
         if found != expected:
             diff = next((i for i, (a, b) in enumerate(zip(found, expected)) if a != b),
                         min(len(found), len(expected)))
@@ -105,6 +138,8 @@ def delimited_records(cfg: SourceConfig, schema: SchemaConfig, delimiter: str) -
     """The lazy records of delimited files (headers are checked now); no provenance pass."""
     files = resolve(cfg.path)
     names = _check_headers(files, schema, delimiter) if schema.header else None
+    if not schema.header:
+        check_no_header(files[0], schema, delimiter)
     parse = partial(parse_delimited, delimiter=delimiter, n_fields=schema.n_fields,
                     label_pos=schema.label_index(names))
     return read_lines(files, cfg.blocksize, parse, records_meta(schema.n_fields - 1), skip_header=schema.header)

@@ -4,6 +4,11 @@
 rows are read in partitions of ``rows_per_partition`` (ORDER BY ... LIMIT/OFFSET), so row numbers
 are stable; without it the query is one partition, numbered in the order the server returns.
 The row count and column names are read when the job is planned; the rows when it runs.
+
+Credentials: ``${VAR}`` references in the URL (``postgresql://ann:${PGPASSWORD}@db/x``) are
+expanded from the environment only when connecting (on the workers, for the rows), so no password
+is stored anywhere; a literal password is masked wherever the URL is shown or stored
+(``pipeline.credentials``). A URL without a password leaves libpq to ``PGPASSWORD``/``~/.pgpass``.
 """
 from __future__ import annotations
 
@@ -15,6 +20,7 @@ import pandas as pd
 import sqlalchemy as sa
 from dask import delayed
 
+from pipeline import credentials
 from pipeline.config import SchemaConfig, SourceConfig
 from pipeline.errors import UserError
 from pipeline.sources.base import Ingested, records_meta, register
@@ -28,14 +34,17 @@ def _select(query: str) -> str:
 
 
 def _engine(url: str) -> sa.Engine:
+    """An engine for ``url`` with its ``${VAR}`` references expanded (here, and only here)."""
+    real = credentials.expand(url)
     try:
-        return sa.create_engine(url)
+        return sa.create_engine(real)
     except (sa.exc.ArgumentError, ImportError) as exc:
-        raise UserError(f"source.path: not a usable SQLAlchemy URL ({exc}); e.g. sqlite:///data.db") from None
+        said = str(exc).replace(real, _shown(url)).replace(url, _shown(url))
+        raise UserError(f"source.path: not a usable SQLAlchemy URL ({said}); e.g. sqlite:///data.db") from None
 
 
 def _shown(url: str) -> str:
-    return sa.engine.make_url(url).render_as_string(hide_password=True)
+    return credentials.mask(url)
 
 
 def _read_part(url: str, sql: str, names: list[str], schema: SchemaConfig, source: str,

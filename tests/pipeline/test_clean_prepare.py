@@ -90,3 +90,28 @@ def test_cli_prepare_on_a_truncated_gzip_is_one_line_exit_2(tmp_path):
     last = out.stderr.strip().splitlines()[-1]
     assert last.startswith("dcpipe: error: ") and "cut.csv.gz: truncated or corrupt gzip file" in last
     assert "Traceback" not in out.stderr
+
+
+def test_a_rejected_version_is_published_marked_and_never_latest(tmp_path, client):
+    from pipeline import store
+    path = tmp_path / "dirty.csv"
+    path.write_text("\n".join(GOOD + BAD) + "\n")
+    root = tmp_path / "datasets"
+    passing = _quiet(tiny_job(path).with_overrides(seed=1), root, client).ref   # another version, passes
+    strict = tiny_job(path, gates={"max_quarantined_fraction": 0.1})
+    with pytest.raises(UserError, match=r"quality gate failed: 11\.1% of records quarantined"):
+        _quiet(strict, root, client)
+    rejected = [r for r in store.versions(root, "mnist") if r != passing]
+    assert len(rejected) == 1 and (rejected[0].path / "quarantine.parquet").exists()   # there to inspect
+    quality = rejected[0].manifest()["quality"]
+    assert (quality["passed"], quality["gate"]) == (False, "max_quarantined_fraction")
+    assert quality["gates"]["max_quarantined_fraction"] == 0.1
+    assert passing.manifest()["quality"]["passed"] is True
+    assert store.resolve_spec(root, "mnist") == passing                # latest skips the rejected one
+    assert store.resolve_spec(root, str(rejected[0])) == rejected[0]   # named, it resolves ...
+    with pytest.raises(UserError, match=r"quality gate failed: 11\.1% .*\(verdict recorded when mnist@"):
+        store.check_ready(rejected[0])                                 # ... but is not ready to train
+    # looser gates now: the same version id, a cache hit, and the verdict recorded at publish stands
+    with pytest.raises(UserError, match=r"quality gate failed: 11\.1% .*\(recorded when the version was "
+                                        r"published: gates are not part of the version id"):
+        _quiet(strict.with_overrides(gates={"max_quarantined_fraction": 0.5}), root, client)

@@ -190,3 +190,23 @@ def test_partly_bad_file_is_kept_row_by_row(tmp_path):
     got = collect(sources.read(source(tmp_path / "p.csv"), tiny_schema(columns=None, label_column=-1)))
     assert got["reason"].tolist()[1] == "wrong_field_count" and len(got) == 3
     assert COLUMNS[-1] == "label"
+
+
+@pytest.mark.parametrize("header, text, match", [
+    # header: true on a file without one would drop its first record
+    (True, _csv_text(header=False), r"t\.csv:1: schema\.header is true but line 1 is a record \(5 numbers, e\.g\. "
+                                    r"1, 0, 9\), not field names: it would be dropped; set schema\.header: false"),
+    # header: false on a file with one would quarantine the names as not_numeric
+    (False, _csv_text(header=True), r"t\.csv:1: line 1 looks like a header \(field names such as 'a'\), but "
+                                    r"schema\.header is false: .*; set schema\.header: true"),
+])
+def test_a_header_setting_that_does_not_fit_line_1_says_which_to_set(tmp_path, header, text, match):
+    (tmp_path / "t.csv").write_text(text)
+    with pytest.raises(UserError, match=match):
+        sources.read(source(tmp_path / "t.csv"), tiny_schema(header=header))
+
+
+def test_a_first_record_with_one_bad_field_is_not_mistaken_for_a_header(tmp_path):
+    (tmp_path / "t.csv").write_text("1,x,3,4,0\n" + _csv_text(header=False))
+    got = collect(sources.read(source(tmp_path / "t.csv"), tiny_schema(header=False)))
+    assert got["reason"].tolist()[0] == "not_numeric" and len(got) == 5
