@@ -6,6 +6,7 @@ from pathlib import Path
 
 from pipeline import lineage, store
 from pipeline.errors import UserError
+from pipeline.workdir import Workdir
 
 
 def _root(args) -> Path:
@@ -112,25 +113,25 @@ def verify(args) -> int:
     return 1 if problems else 0
 
 
-def referenced_versions(runs_root: Path) -> dict[str, list[str]]:
-    """``NAME@VERSION`` -> ids of the runs under ``runs_root`` that reference it (from each run's
+def referenced_versions(workdir: Workdir) -> dict[str, list[str]]:
+    """``NAME@VERSION`` -> ids of the runs in ``workdir`` that reference it (from each run's
     ``summary.json`` field ``dataset_version`` and ``lineage.json`` field ``dataset.ref``)."""
     found: dict[str, set[str]] = {}
-    for run in sorted(p for p in Path(runs_root).iterdir() if p.is_dir()) if Path(runs_root).is_dir() else []:
-        for file, pick in (("summary.json", lambda d: d.get("dataset_version")),
-                           ("lineage.json", lambda d: (d.get("dataset") or {}).get("ref"))):
+    for run in workdir.run_dirs():
+        for path, pick in ((run.summary, lambda d: d.get("dataset_version")),
+                           (run.lineage, lambda d: (d.get("dataset") or {}).get("ref"))):
             try:
-                spec = pick(json.loads((run / file).read_text()))
+                spec = pick(json.loads(path.read_text()))
             except (OSError, ValueError, AttributeError):
                 continue
             if isinstance(spec, str) and "@" in spec:
-                found.setdefault(spec, set()).add(run.name)
+                found.setdefault(spec, set()).add(run.id)
     return {spec: sorted(runs) for spec, runs in sorted(found.items())}
 
 
 def _protected(args) -> dict[store.DatasetRef, list[str]]:
     out = {}
-    for spec, runs in referenced_versions(Path(args.workdir) / "runs").items():
+    for spec, runs in referenced_versions(Workdir(args.workdir)).items():
         name, _, version = spec.partition("@")
         try:
             out[store.DatasetRef(_root(args), name, version)] = runs

@@ -6,6 +6,7 @@ import pytest
 from pipeline import store
 from pipeline.cli import main
 from pipeline.datasets_cli import referenced_versions
+from pipeline.workdir import Workdir
 from tests.pipeline.store_data import publish_tiny
 
 OLD, MID, NEW = "aaaa000000000001", "aaaa000000000002", "bbbb000000000003"
@@ -59,9 +60,9 @@ def test_referenced_versions_reads_summaries_and_lineage(tmp_path):
          lineage={"dataset": {"ref": f"tiny@{MID}"}})
     (tmp_path / "runs" / "broken").mkdir()
     (tmp_path / "runs" / "broken" / "summary.json").write_text("{not json")
-    assert referenced_versions(tmp_path / "runs") == {
+    assert referenced_versions(Workdir(tmp_path)) == {
         f"tiny@{OLD}": ["20261203-100000-aaaa", "20261203-110000-bbbb"], f"tiny@{MID}": ["20261203-120000-cccc"]}
-    assert referenced_versions(tmp_path / "nowhere") == {}
+    assert referenced_versions(Workdir(tmp_path / "nowhere")) == {}
 
 
 def test_gc_keeps_versions_that_runs_reference_and_says_which(work, capsys):
