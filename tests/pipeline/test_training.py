@@ -242,3 +242,29 @@ def test_a_network_that_does_not_fit_the_stored_input_says_which_does(tmp_path, 
     manifest = {"variables": {stored: {"shape": [10, 8]}, "label": {"shape": [10]}}}
     with pytest.raises(UserError, match=message):
         plan_input(ref, manifest, network)
+
+
+@pytest.mark.parametrize("damage, message", [
+    # a chunk deleted by hand: named with its samples, never read as zeros
+    ("delete_chunk", r"image: chunk c/\d+/0/0/0 \(samples \d+-\d+\) missing; the version is damaged"),
+    # ranges.train edited to reach into the val and test splits: the manifest's seal no longer holds
+    ("edit_manifest", r"manifest\.json.*(edited|damaged)"),
+])
+def test_a_damaged_version_is_refused_before_a_run_folder_exists(prepared, tmp_path, capsys, damage, message):
+    tmp, ref, _ = prepared
+    work = tmp_path / "work"
+    shutil.copytree(tmp / "work" / "datasets", work / "datasets")
+    version = work / "datasets" / ref.name / ref.version
+    if damage == "delete_chunk":
+        chunk = sorted((version / "data.zarr" / "image" / "c").glob("*/0/0/0"))[1]
+        chunk.unlink()
+    else:
+        manifest = json.loads((version / "manifest.json").read_text())
+        manifest["ranges"]["train"] = [0, manifest["ranges"]["test"][1]]
+        (version / "manifest.json").write_text(json.dumps(manifest, indent=2))
+    code = cli_main(["train", "--dataset", str(ref), "--workdir", str(work)])
+    err = capsys.readouterr().err.strip()
+    assert code == 2 and "\n" not in err and re.search(message, err), err
+    assert not (work / "runs").exists()
+    assert cli_main(["datasets", "verify", str(ref), "--workdir", str(work)]) == 1
+    assert re.search(message.split(";")[0], capsys.readouterr().out)
