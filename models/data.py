@@ -1,13 +1,13 @@
-"""Zarr -> tf.data: balanced, reshuffled every epoch, read in parallel, resumable mid-epoch.
+"""Zarr -> tf.data: balanced, reshuffled every epoch, read in parallel, resumable at any world size.
 
-Each rank reads the pieces :func:`models.sharding.epoch_pieces` gives it, as one sequence of
-``n // world`` samples. That sequence is cut into windows of a whole number of batches, at least
-``shuffle_buffer`` samples each. A window is read, shuffled in memory and cut into batches by one
-call; tf.data runs ``read_threads`` such calls at once (the Zarr codecs and numpy work
-outside the GIL) and prefetches ahead, so reading and decompressing overlap training. The order of an
-epoch depends only on (seed, epoch, rank), so a run's position is just (epoch, step):
-:meth:`ZarrLoader.epoch` can start at any step and gives exactly the batches the interrupted epoch
-had left.
+Each rank reads the global batches :mod:`models.sharding` gives it: the epoch's order depends only
+on (seed, epoch, logical shards), never on the world size, so a position is (epoch, batches
+consumed) and :meth:`ZarrLoader.stream` can start anywhere, at any world size, with exactly the
+batches the interrupted epoch had left. A rank's batches come from a few logical shards in turn;
+each shard is read in windows of a whole number of batches, at least ``shuffle_buffer`` samples
+each. A window is read, shuffled in memory and cut into batches by one call; tf.data reads the
+rank's shards side by side (``interleave`` over ``read_threads`` threads: the Zarr codecs and
+numpy work outside the GIL) and prefetches ahead, so reading and decompressing overlap training.
 
 The input variable is read with TensorStore, whose C++ Zarr v3 driver reads and decodes a window's
 chunks concurrently without the GIL: ~1 ms a 1 MB chunk here where zarr-python spends ~3 ms, most
@@ -31,21 +31,30 @@ import tensorstore as ts
 import zarr
 
 from models import sharding
+from models.config import TrainConfig
 
 
 @dataclass(frozen=True, kw_only=True)
 class LoaderSpec:
-    """What one rank reads from one split of a store."""
+    """What one rank reads from one split of a store. The settings have no defaults here: they
+    come from the run's :class:`models.config.TrainConfig` (:meth:`from_train`)."""
 
     store: str                       # path of data.zarr
     split_range: tuple[int, int]     # [start, stop) of the split
     batch_size: int
+    shuffle_buffer: int              # samples shuffled together in memory
+    read_threads: int                # windows read and decoded in parallel
+    logical_shards: int              # fixed per run: the order does not depend on the world size
+    seed: int
     rank: int = 0
     world: int = 1
-    shuffle_buffer: int = 4096       # samples shuffled together in memory
-    seed: int = 0
-    read_threads: int = 4            # windows read and decoded in parallel
     x_var: str = "image"             # the input variable (e.g. "tokens" for a text dataset)
+
+    @classmethod
+    def from_train(cls, train: TrainConfig, **facts) -> "LoaderSpec":
+        """The spec with ``train``'s loader settings; ``facts`` are store, split_range, seed, rank, world, x_var."""
+        return cls(batch_size=train.batch_size, shuffle_buffer=train.shuffle_buffer, read_threads=train.read_threads,
+                   logical_shards=train.logical_shards, **facts)
 
 
 def open_reader(store: str, var: str) -> ts.TensorStore:
@@ -82,9 +91,13 @@ class ZarrLoader:
         self._reader = open_reader(spec.store, spec.x_var)
         self.decode = cf_decoder(self._x)   # stored batch -> model input, inside the step's graph
         self.chunk_rows = int(self._x.chunks[0])
-        n = spec.split_range[1] - spec.split_range[0]
-        self.steps_per_epoch = sharding.steps_per_epoch(n, spec.world, spec.batch_size)
-        self.window_batches = max(1, -(-spec.shuffle_buffer // spec.batch_size))
+        self.window_batches = sharding.window_batches(spec.shuffle_buffer, spec.batch_size)
+        self.layout = sharding.ShardLayout(hi - lo, spec.batch_size, spec.logical_shards, self.window_batches)
+        self.steps_per_epoch = self.steps_left(0)
+
+    def steps_left(self, consumed: int) -> int:
+        """Steps this rank runs in an epoch of which ``consumed`` global batches are done."""
+        return sharding.steps_left(self.layout.total, consumed, self.spec.world)
 
     @property
     def element_spec(self) -> tuple[tf.TensorSpec, tf.TensorSpec]:
@@ -92,60 +105,85 @@ class ZarrLoader:
         shape = (self.spec.batch_size, *self._x.shape[1:])
         return (tf.TensorSpec(shape, tf.as_dtype(self._x.dtype)), tf.TensorSpec((self.spec.batch_size,), tf.int32))
 
-    def n_windows(self) -> int:
-        return -(-self.steps_per_epoch // self.window_batches)
-
-    def window(self, epoch: int, index: int) -> tuple[np.ndarray, np.ndarray]:
-        """Window ``index`` of ``epoch``, shuffled, as ``(n_batches, batch_size, ...)`` arrays."""
-        spec, b = self.spec, self.spec.batch_size
-        pieces = sharding.epoch_pieces(spec.split_range, self.chunk_rows, spec.rank, spec.world, spec.seed, epoch)
-        first = index * self.window_batches
-        k = min(self.window_batches, self.steps_per_epoch - first)
-        parts = sharding.slice_pieces(pieces, first * b, (first + k) * b)
+    def window(self, epoch: int, shard: int, index: int, offsets=None) -> tuple[np.ndarray, np.ndarray]:
+        """Window ``index`` of logical shard ``shard`` in ``epoch``, shuffled, as ``(n_batches,
+        batch_size, ...)`` arrays; only the batches at ``offsets`` in it when given."""
+        spec, b, layout = self.spec, self.spec.batch_size, self.layout
+        sequence = sharding.epoch_sequence(spec.split_range, self.chunk_rows, spec.seed, epoch)
+        parts = sharding.slice_pieces(sequence, *layout.window_span(shard, index))
         reads = [self._reader[p.start:p.stop].read() for p in parts]     # all issued before any is awaited
         xs = np.concatenate([r.result() for r in reads])
         lo = spec.split_range[0]
         labels = np.concatenate([self._labels[p.start - lo:p.stop - lo] for p in parts])
-        order = np.random.default_rng([spec.seed, epoch, spec.rank, index]).permutation(len(labels))
-        return np.take(xs, order, axis=0).reshape(k, b, *xs.shape[1:]), labels[order].reshape(k, b)
+        order = sharding.window_order(len(labels), spec.seed, epoch, shard, index)
+        if offsets is not None:     # only the rows of the batches wanted, in the window's shuffled order
+            order = order.reshape(-1, b)[np.asarray(offsets)].reshape(-1)
+        return np.take(xs, order, axis=0).reshape(-1, b, *xs.shape[1:]), labels[order].reshape(-1, b)
 
-    def batches(self, epoch: int, start_step: int = 0) -> Iterator[tuple[np.ndarray, np.ndarray]]:
-        """The epoch's batches from ``start_step`` on, as stored numpy arrays (one thread)."""
-        first, skip = divmod(start_step, self.window_batches)
-        for index in range(first, self.n_windows()):
-            xs, labels = self.window(epoch, index)
-            yield from zip(xs[skip:], labels[skip:])
-            skip = 0
+    def plan(self, epoch: int, consumed: int = 0) -> list[tuple[int, list[tuple[int, list[int]]]]]:
+        """:func:`models.sharding.shard_plan` of this rank for the rest of ``epoch``."""
+        return sharding.shard_plan(self.layout, consumed, self.spec.rank, self.spec.world)
 
-    def stream(self, start_epoch: int, start_step: int = 0, end_epoch: int | None = None) -> tf.data.Dataset:
-        """Batches from step ``start_step`` of ``start_epoch`` to the end of epoch ``end_epoch - 1``
-        as one dataset: built once, windows read in parallel and in order, prefetched across
-        epoch ends (the next epoch's first window is read while the last one is evaluated)."""
-        end_epoch = start_epoch + 1 if end_epoch is None else end_epoch
-        first, skip = divmod(start_step, self.window_batches)
-        pairs = [(start_epoch, i) for i in range(first, self.n_windows())]
-        pairs += [(e, i) for e in range(start_epoch + 1, end_epoch) for i in range(self.n_windows())]
+    def batches(self, epoch: int, consumed: int = 0) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+        """The rest of the epoch's batches for this rank, as stored numpy arrays (one thread)."""
+        per_shard = [[(k, w, o) for w, offsets in windows for o in offsets] for k, windows in self.plan(epoch, consumed)]
+        cache: dict[tuple[int, int], tuple[np.ndarray, np.ndarray]] = {}
+        for k, w, o in sharding.round_robin(per_shard):
+            if (k, w) not in cache:
+                cache[(k, w)] = self.window(epoch, k, w)
+            xs, labels = cache[(k, w)]
+            yield xs[o], labels[o]
+
+    def _epoch_dataset(self, epoch: int, consumed: int) -> tf.data.Dataset:
+        """One epoch's rest: the rank's shards read side by side, one batch from each in turn."""
         x_spec, y_spec = self.element_spec
+        wb = self.window_batches
 
-        def read_window(pair: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-            return self.window(int(pair[0]), int(pair[1]))
+        def read_window(task: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+            offsets = task[3:][task[3:] >= 0]
+            return self.window(int(task[0]), int(task[1]), int(task[2]), offsets)
 
-        def read(pair):
-            xs, labels = tf.numpy_function(read_window, [pair], (x_spec.dtype, y_spec.dtype), stateful=False)
+        def read(task):
+            xs, labels = tf.numpy_function(read_window, [task], (x_spec.dtype, y_spec.dtype), stateful=False)
             return tf.ensure_shape(xs, (None, *x_spec.shape)), tf.ensure_shape(labels, (None, *y_spec.shape))
 
-        windows = tf.data.Dataset.from_tensor_slices(np.array(pairs, np.int64).reshape(-1, 2)).map(
-            read, num_parallel_calls=max(self.spec.read_threads, 1), deterministic=True)
+        shards = []
+        for k, windows in self.plan(epoch, consumed):
+            tasks = np.full((len(windows), 3 + wb), -1, np.int64)
+            for row, (w, offsets) in zip(tasks, windows):
+                row[:3] = (epoch, k, w)
+                row[3:3 + len(offsets)] = offsets
+            shards.append(tasks)
+        if not shards:
+            return tf.data.Dataset.from_tensor_slices(np.zeros((0, 3 + wb), np.int64)).map(read).unbatch()
+        cycle = len(shards)
+        index = tf.data.Dataset.from_tensor_slices(np.arange(cycle, dtype=np.int64))
+        tasks = tf.constant(np.concatenate(shards))
+        starts = tf.constant(np.cumsum([0] + [len(s) for s in shards]), tf.int64)
+        return index.interleave(
+            lambda i: tf.data.Dataset.from_tensor_slices(tasks[starts[i]:starts[i + 1]]).map(read).unbatch(),
+            cycle_length=cycle, block_length=1, num_parallel_calls=min(max(self.spec.read_threads, 1), cycle),
+            deterministic=True)
+
+    def stream(self, start_epoch: int, consumed: int = 0, end_epoch: int | None = None) -> tf.data.Dataset:
+        """This rank's batches from ``consumed`` global batches into ``start_epoch`` to the end of epoch
+        ``end_epoch - 1`` as one dataset: built once, windows read in parallel and in order,
+        prefetched across epoch ends (the next epoch's first windows are read while the last one is
+        evaluated)."""
+        end_epoch = start_epoch + 1 if end_epoch is None else end_epoch
+        ds = self._epoch_dataset(start_epoch, consumed)
+        for epoch in range(start_epoch + 1, end_epoch):
+            ds = ds.concatenate(self._epoch_dataset(epoch, 0))
         # A fixed prefetch of one window's batches, and no autotuning: TF 2.18's tuning thread sleeps
         # up to 60 s between rounds and an iterator's destructor can wait out that sleep (25-35 s at
         # the end of a 2-minute run, measured); the reads' parallelism is fixed above anyway.
         options = tf.data.Options()
         options.autotune.enabled = False
-        return windows.unbatch().skip(skip).prefetch(self.window_batches).with_options(options)
+        return ds.prefetch(self.window_batches).with_options(options)
 
-    def epoch(self, epoch: int, start_step: int = 0) -> tf.data.Dataset:
-        """The ``steps_per_epoch - start_step`` batches left in ``epoch``."""
-        return self.stream(epoch, start_step)
+    def epoch(self, epoch: int, consumed: int = 0) -> tf.data.Dataset:
+        """The ``steps_left(consumed)`` batches left in ``epoch``."""
+        return self.stream(epoch, consumed)
 
     def close(self) -> None:
         """Nothing to release: kept so callers need not know how reads are scheduled."""
