@@ -222,10 +222,21 @@ def _proc_table() -> dict[int, tuple[int, bytes]]:
     return table
 
 
+def ancestors(pid: int, table: dict[int, tuple[int, bytes]]) -> set[int]:
+    """``pid`` and its parent, grandparent, ... up to init."""
+    out = set()
+    while pid in table and pid not in out:
+        out.add(pid)
+        pid = table[pid][0]
+    return out | {pid}
+
+
 def run_processes(marker: str, table: dict[int, tuple[int, bytes]] | None = None) -> list[int]:
-    """Pids (other than this one) whose command line contains ``marker``, e.g. a run's plan path."""
+    """Pids whose command line contains ``marker`` (e.g. a run's plan path), other than this process
+    and its ancestors (a shell or an application that names the plan is not a rank)."""
     table = _proc_table() if table is None else table
-    return [pid for pid, (_, cmd) in table.items() if marker.encode() in cmd and pid != os.getpid()]
+    mine = ancestors(os.getpid(), table)
+    return [pid for pid, (_, cmd) in table.items() if marker.encode() in cmd and pid not in mine]
 
 
 def descendants(pid: int, table: dict[int, tuple[int, bytes]] | None = None) -> list[int]:

@@ -79,6 +79,15 @@ def test_the_job_config_takes_the_training_settings_from_models():
     assert (TrainConfig().epochs, TrainConfig().max_restarts, TrainConfig().min_np) == (10, 2, None)
 
 
+def test_the_processes_of_a_run_are_its_ranks_not_the_application_that_names_the_plan():
+    me = os.getpid()
+    table = {1: (0, b"init"), 50: (1, b"sh\0-c\0dcpipe train PLAN"), me: (50, b"python\0app.py\0PLAN"),
+             60: (me, b"horovodrun\0-np\02"), 61: (60, b"sh\0-c\0env ... python -m models.train PLAN"),
+             62: (61, b"python\0-m\0models.train\0PLAN"), 70: (1, b"python\0-m\0models.train\0OTHER")}
+    assert sorted(run_processes("PLAN", table)) == [61, 62]
+    assert sorted(launch_mod.descendants(me, table)) == [60, 61, 62]
+
+
 # -- the restart loop, over a stand-in launcher ------------------------------------------------
 
 FAKE_RANKS = textwrap.dedent("""
