@@ -3,11 +3,11 @@
 Each rank reads the global batches :mod:`models.sharding` gives it: the epoch's order depends only
 on (seed, epoch, logical shards), never on the world size, so a position is (epoch, batches
 consumed) and :meth:`ZarrLoader.stream` can start anywhere, at any world size, with exactly the
-batches the interrupted epoch had left. A rank's batches come from a few logical shards in turn;
-each shard is read in windows of a whole number of batches, at least ``shuffle_buffer`` samples
-each. A window is read, shuffled in memory and cut into batches by one call; tf.data reads the
-rank's shards side by side (``interleave`` over ``read_threads`` threads: the Zarr codecs and
-numpy work outside the GIL) and prefetches ahead, so reading and decompressing overlap training.
+batches the interrupted epoch had left. Each logical shard is read in windows of a whole number of
+batches, at least ``shuffle_buffer`` samples each, shuffled in memory; a rank reads in rounds (window
+``m`` of each shard it needs, read at once and cut into its batches in step order by one call), and
+tf.data runs ``read_threads`` such calls at once (the Zarr codecs and numpy work outside the GIL)
+and prefetches ahead, so reading and decompressing overlap training.
 
 The input variable is read with TensorStore, whose C++ Zarr v3 driver reads and decodes a window's
 chunks concurrently without the GIL: ~1 ms a 1 MB chunk here where zarr-python spends ~3 ms, most
@@ -22,6 +22,7 @@ of its samples/s (bench/RESULTS-6.md); in the step it is a cast and a multiply-a
 """
 from __future__ import annotations
 
+import bisect
 from collections.abc import Iterator
 from dataclasses import dataclass
 
@@ -105,81 +106,81 @@ class ZarrLoader:
         shape = (self.spec.batch_size, *self._x.shape[1:])
         return (tf.TensorSpec(shape, tf.as_dtype(self._x.dtype)), tf.TensorSpec((self.spec.batch_size,), tf.int32))
 
-    def window(self, epoch: int, shard: int, index: int, offsets=None) -> tuple[np.ndarray, np.ndarray]:
-        """Window ``index`` of logical shard ``shard`` in ``epoch``, shuffled, as ``(n_batches,
-        batch_size, ...)`` arrays; only the batches at ``offsets`` in it when given."""
-        spec, b, layout = self.spec, self.spec.batch_size, self.layout
+    def _read_windows(self, epoch: int, windows: list[tuple[int, int]]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Windows ``(shard, index)`` of ``epoch`` read at once, side by side (spans that touch are
+        read as one, so a chunk they share is read once), and each window's shuffled rows:
+        ``(xs, labels, rows)`` with ``rows[i]`` the rows of ``windows[i]`` in ``xs``."""
+        spec, layout = self.spec, self.layout
         sequence = sharding.epoch_sequence(spec.split_range, self.chunk_rows, spec.seed, epoch)
-        parts = sharding.slice_pieces(sequence, *layout.window_span(shard, index))
+        spans = [layout.window_span(k, w) for k, w in windows]
+        merged = sharding.merge_spans(spans)
+        parts = [p for lo, hi in merged for p in sharding.slice_pieces(sequence, lo, hi)]
         reads = [self._reader[p.start:p.stop].read() for p in parts]     # all issued before any is awaited
-        xs = np.concatenate([r.result() for r in reads])
         lo = spec.split_range[0]
         labels = np.concatenate([self._labels[p.start - lo:p.stop - lo] for p in parts])
-        order = sharding.window_order(len(labels), spec.seed, epoch, shard, index)
-        if offsets is not None:     # only the rows of the batches wanted, in the window's shuffled order
-            order = order.reshape(-1, b)[np.asarray(offsets)].reshape(-1)
-        return np.take(xs, order, axis=0).reshape(-1, b, *xs.shape[1:]), labels[order].reshape(-1, b)
+        starts = [a for a, _ in merged]
+        offsets = np.cumsum([0] + [b - a for a, b in merged]).tolist()
 
-    def plan(self, epoch: int, consumed: int = 0) -> list[tuple[int, list[tuple[int, list[int]]]]]:
-        """:func:`models.sharding.shard_plan` of this rank for the rest of ``epoch``."""
-        return sharding.shard_plan(self.layout, consumed, self.spec.rank, self.spec.world)
+        def at(position: int) -> int:      # where a position of the epoch's sequence lands in xs
+            i = bisect.bisect_right(starts, position) - 1
+            return offsets[i] + position - starts[i]
+
+        rows = [at(a) + sharding.window_order(b - a, spec.seed, epoch, k, w) for (a, b), (k, w) in zip(spans, windows)]
+        return np.concatenate([r.result() for r in reads]), labels, rows
+
+    def window(self, epoch: int, shard: int, index: int) -> tuple[np.ndarray, np.ndarray]:
+        """Window ``index`` of logical shard ``shard`` in ``epoch``, shuffled, as ``(n_batches,
+        batch_size, ...)`` arrays."""
+        xs, labels, (rows,) = self._read_windows(epoch, [(shard, index)])
+        b = self.spec.batch_size
+        return np.take(xs, rows, axis=0).reshape(-1, b, *xs.shape[1:]), labels[rows].reshape(-1, b)
+
+    def read_round(self, epoch: int, index: int, batches: list[int]) -> tuple[np.ndarray, np.ndarray]:
+        """The global ``batches`` of round ``index`` (:func:`models.sharding.rank_rounds`), in that
+        order, as ``(len(batches), batch_size, ...)`` arrays: the windows they are in are read at
+        once and the batches' rows taken in one copy."""
+        layout, b = self.layout, self.spec.batch_size
+        shards = sorted({layout.window_of(g)[0] for g in batches})
+        xs, labels, rows = self._read_windows(epoch, [(k, index) for k in shards])
+        of = dict(zip(shards, rows))
+        take = np.concatenate([of[k][o * b:(o + 1) * b] for k, _, o in map(layout.window_of, batches)])
+        return np.take(xs, take, axis=0).reshape(-1, b, *xs.shape[1:]), labels[take].reshape(-1, b)
+
+    def rounds(self, epoch: int, consumed: int = 0) -> list[tuple[int, list[int]]]:
+        """:func:`models.sharding.rank_rounds` of this rank for the rest of ``epoch``."""
+        return sharding.rank_rounds(self.layout, consumed, self.spec.rank, self.spec.world)
 
     def batches(self, epoch: int, consumed: int = 0) -> Iterator[tuple[np.ndarray, np.ndarray]]:
         """The rest of the epoch's batches for this rank, as stored numpy arrays (one thread)."""
-        per_shard = [[(k, w, o) for w, offsets in windows for o in offsets] for k, windows in self.plan(epoch, consumed)]
-        cache: dict[tuple[int, int], tuple[np.ndarray, np.ndarray]] = {}
-        for k, w, o in sharding.round_robin(per_shard):
-            if (k, w) not in cache:
-                cache[(k, w)] = self.window(epoch, k, w)
-            xs, labels = cache[(k, w)]
-            yield xs[o], labels[o]
-
-    def _epoch_dataset(self, epoch: int, consumed: int) -> tf.data.Dataset:
-        """One epoch's rest: the rank's shards read side by side, one batch from each in turn."""
-        x_spec, y_spec = self.element_spec
-        wb = self.window_batches
-
-        def read_window(task: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-            offsets = task[3:][task[3:] >= 0]
-            return self.window(int(task[0]), int(task[1]), int(task[2]), offsets)
-
-        def read(task):
-            xs, labels = tf.numpy_function(read_window, [task], (x_spec.dtype, y_spec.dtype), stateful=False)
-            return tf.ensure_shape(xs, (None, *x_spec.shape)), tf.ensure_shape(labels, (None, *y_spec.shape))
-
-        shards = []
-        for k, windows in self.plan(epoch, consumed):
-            tasks = np.full((len(windows), 3 + wb), -1, np.int64)
-            for row, (w, offsets) in zip(tasks, windows):
-                row[:3] = (epoch, k, w)
-                row[3:3 + len(offsets)] = offsets
-            shards.append(tasks)
-        if not shards:
-            return tf.data.Dataset.from_tensor_slices(np.zeros((0, 3 + wb), np.int64)).map(read).unbatch()
-        cycle = len(shards)
-        index = tf.data.Dataset.from_tensor_slices(np.arange(cycle, dtype=np.int64))
-        tasks = tf.constant(np.concatenate(shards))
-        starts = tf.constant(np.cumsum([0] + [len(s) for s in shards]), tf.int64)
-        return index.interleave(
-            lambda i: tf.data.Dataset.from_tensor_slices(tasks[starts[i]:starts[i + 1]]).map(read).unbatch(),
-            cycle_length=cycle, block_length=1, num_parallel_calls=min(max(self.spec.read_threads, 1), cycle),
-            deterministic=True)
+        for index, batches in self.rounds(epoch, consumed):
+            yield from zip(*self.read_round(epoch, index, batches))
 
     def stream(self, start_epoch: int, consumed: int = 0, end_epoch: int | None = None) -> tf.data.Dataset:
         """This rank's batches from ``consumed`` global batches into ``start_epoch`` to the end of epoch
-        ``end_epoch - 1`` as one dataset: built once, windows read in parallel and in order,
-        prefetched across epoch ends (the next epoch's first windows are read while the last one is
+        ``end_epoch - 1`` as one dataset: built once, rounds read in parallel and in order,
+        prefetched across epoch ends (the next epoch's first round is read while the last one is
         evaluated)."""
         end_epoch = start_epoch + 1 if end_epoch is None else end_epoch
-        ds = self._epoch_dataset(start_epoch, consumed)
-        for epoch in range(start_epoch + 1, end_epoch):
-            ds = ds.concatenate(self._epoch_dataset(epoch, 0))
+        tasks = [(epoch, index, batches) for epoch in range(start_epoch, end_epoch)
+                 for index, batches in self.rounds(epoch, consumed if epoch == start_epoch else 0)]
+        x_spec, y_spec = self.element_spec
+
+        def read_task(i: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+            epoch, index, batches = tasks[int(i)]
+            return self.read_round(epoch, index, batches)
+
+        def read(i):
+            xs, labels = tf.numpy_function(read_task, [i], (x_spec.dtype, y_spec.dtype), stateful=False)
+            return tf.ensure_shape(xs, (None, *x_spec.shape)), tf.ensure_shape(labels, (None, *y_spec.shape))
+
+        rounds = tf.data.Dataset.range(len(tasks)).map(read, num_parallel_calls=max(self.spec.read_threads, 1),
+                                                       deterministic=True)
         # A fixed prefetch of one window's batches, and no autotuning: TF 2.18's tuning thread sleeps
         # up to 60 s between rounds and an iterator's destructor can wait out that sleep (25-35 s at
         # the end of a 2-minute run, measured); the reads' parallelism is fixed above anyway.
         options = tf.data.Options()
         options.autotune.enabled = False
-        return ds.prefetch(self.window_batches).with_options(options)
+        return rounds.unbatch().prefetch(self.window_batches).with_options(options)
 
     def epoch(self, epoch: int, consumed: int = 0) -> tf.data.Dataset:
         """The ``steps_left(consumed)`` batches left in ``epoch``."""

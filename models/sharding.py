@@ -14,9 +14,11 @@ reads each remaining sample of the epoch exactly once:
    ``r`` global batch ``c + t*w + r``; every rank runs ``(total - c) // w`` steps (no rank waits in
    an allreduce for a peer with one batch more). A position is (epoch, batches consumed).
 
-When ``w`` divides ``L`` (and ``c`` is a multiple of ``w``, as every position written at that
-world is), rank ``r`` reads only shards ``k = c + r (mod w)`` and every batch of them: each window
-is read by one rank, once. Fewer than ``batch_size`` samples sit out an epoch, plus fewer than
+Window ``m`` of every shard holds exactly the global batches ``[m*W*L, (m+1)*W*L)`` (``W``
+batches a window), so a rank reads its batches in rounds (:func:`rank_rounds`): round ``m`` reads
+window ``m`` of the shards it needs, once, and gives its batches in step order. When ``w`` divides
+``L``, rank ``r`` needs only shards ``k = c + r (mod w)``, and every batch of the windows it reads:
+no window is read by two ranks. Fewer than ``batch_size`` samples sit out an epoch, plus fewer than
 ``w`` batches; which ones changes with the epoch.
 
 >>> layout = ShardLayout(n_samples=100, batch_size=10, shards=4, window_batches=2)
@@ -26,10 +28,13 @@ is read by one rank, once. Fewer than ``batch_size`` samples sit out an epoch, p
 [1, 3, 5, 7, 9]
 >>> layout.locate(9), layout.window_of(9)
 ((1, 2), (1, 1, 0))
+>>> rank_rounds(layout, consumed=0, rank=1, world=2)   # round m: window m of every shard
+[(0, [1, 3, 5, 7]), (1, [9])]
 """
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import cached_property
 
 import numpy as np
 
@@ -98,10 +103,19 @@ class ShardLayout:
         """Batches in shard ``k``: the global batches ``k, k + L, ...`` below ``total``."""
         return len(range(k, self.total, self.shards))
 
+    @cached_property
+    def _starts(self) -> list[int]:
+        at, starts = 0, [0] * self.shards
+        for k in sorted(range(self.shards), key=bit_reversed):
+            starts[k], at = at, at + self.shard_batches(k)
+        return starts
+
     def shard_start(self, k: int) -> int:
-        """Batches laid before shard ``k`` in the epoch's sequence."""
-        base, extra = divmod(self.total, self.shards)
-        return k * base + min(k, extra)
+        """Batches laid before shard ``k`` in the epoch's sequence. Shards are laid in bit-reversed
+        order (0, 4, 2, 6, 1, 5, 3, 7 for 8), so the shards one rank reads at a world size that is a
+        power of two dividing ``L`` lie side by side: a rank's share of the epoch is one stretch of
+        chunks, as many as it would be without logical shards."""
+        return self._starts[k]
 
     def locate(self, g: int) -> tuple[int, int]:
         """Global batch ``g`` is batch ``j`` of shard ``k``: ``(k, j)``."""
@@ -118,6 +132,31 @@ class ShardLayout:
         count = min(self.window_batches, self.shard_batches(k) - first)
         lo = (self.shard_start(k) + first) * self.batch_size
         return lo, lo + max(count, 0) * self.batch_size
+
+
+def bit_reversed(k: int) -> int:
+    """``k``'s 32 bits in reverse order: sorting by it puts the even numbers first, then those
+    that are 1 mod 4 after those that are 0 mod 4, and so on.
+
+    >>> sorted(range(8), key=bit_reversed)
+    [0, 4, 2, 6, 1, 5, 3, 7]
+    """
+    return int(f"{k:032b}"[::-1], 2)
+
+
+def merge_spans(spans: list[tuple[int, int]]) -> list[tuple[int, int]]:
+    """Position spans joined where one ends where the next starts, in order.
+
+    >>> merge_spans([(10, 20), (0, 10), (30, 40)])
+    [(0, 20), (30, 40)]
+    """
+    out: list[tuple[int, int]] = []
+    for lo, hi in sorted(spans):
+        if out and out[-1][1] == lo:
+            out[-1] = (out[-1][0], hi)
+        elif hi > lo:
+            out.append((lo, hi))
+    return out
 
 
 def steps_left(total: int, consumed: int, world: int) -> int:
@@ -140,30 +179,20 @@ def rank_batches(total: int, consumed: int, rank: int, world: int) -> range:
     return range(consumed + rank, consumed + steps * world, world)
 
 
-def shard_plan(layout: ShardLayout, consumed: int, rank: int, world: int) -> list[tuple[int, list[tuple[int, list[int]]]]]:
-    """What ``rank`` reads for the rest of the epoch, shard by shard: ``[(shard, [(window,
-    [batches in it]), ...]), ...]`` with the shards in the order the rank first needs them. The
-    rank's batches are those shards' batches taken one from each in turn (round robin), which is
-    exactly :func:`rank_batches` (the shard of step ``t`` repeats with a period of the number of
-    shards listed)."""
-    plan: dict[int, dict[int, list[int]]] = {}
+def round_of(layout: ShardLayout, g: int) -> int:
+    """The read round of global batch ``g``: round ``m`` is window ``m`` of every shard, which holds
+    exactly the global batches ``[m * W * L, (m + 1) * W * L)`` (``W`` batches a window)."""
+    return g // (layout.window_batches * layout.shards)
+
+
+def rank_rounds(layout: ShardLayout, consumed: int, rank: int, world: int) -> list[tuple[int, list[int]]]:
+    """What ``rank`` reads for the rest of the epoch, round by round: ``[(round, [global batches in
+    step order]), ...]``. One round reads window ``round`` of the shards its batches are in, so a
+    rank reads each window at most once; when ``world`` divides the shards no other rank reads it."""
+    rounds: dict[int, list[int]] = {}
     for g in rank_batches(layout.total, consumed, rank, world):
-        k, window, offset = layout.window_of(g)
-        plan.setdefault(k, {}).setdefault(window, []).append(offset)
-    return [(k, list(windows.items())) for k, windows in plan.items()]
-
-
-def round_robin(lists: list[list]) -> list:
-    """One item from each list in turn, skipping the lists that ran out (tf.data's ``interleave``
-    with ``block_length=1``).
-
-    >>> round_robin([[1, 4, 7], [2, 5], [3, 6]])
-    [1, 2, 3, 4, 5, 6, 7]
-    """
-    out, depth = [], max((len(x) for x in lists), default=0)
-    for i in range(depth):
-        out += [x[i] for x in lists if i < len(x)]
-    return out
+        rounds.setdefault(round_of(layout, g), []).append(g)
+    return list(rounds.items())
 
 
 def slice_pieces(pieces: list[Piece], lo: int, hi: int) -> list[Piece]:

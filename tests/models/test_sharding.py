@@ -29,12 +29,13 @@ def test_every_rank_runs_the_same_steps_and_the_ranks_cover_the_rest_once(layout
 
 @settings(max_examples=300, deadline=None)
 @given(layouts, st.integers(1, 9), st.data())
-def test_the_shards_taken_in_turn_give_the_ranks_batches_in_step_order(layout, world, data):
+def test_a_ranks_rounds_are_its_batches_in_step_order_each_window_read_once(layout, world, data):
     consumed, rank = data.draw(st.integers(0, layout.total)), data.draw(st.integers(0, world - 1))
-    plan = sharding.shard_plan(layout, consumed, rank, world)
-    per_shard = [[layout.shards * (w * layout.window_batches + o) + k for w, offsets in windows for o in offsets]
-                 for k, windows in plan]
-    assert sharding.round_robin(per_shard) == list(sharding.rank_batches(layout.total, consumed, rank, world))
+    rounds = sharding.rank_rounds(layout, consumed, rank, world)
+    assert sum((gs for _, gs in rounds), []) == list(sharding.rank_batches(layout.total, consumed, rank, world))
+    read = [(k, w) for m, gs in rounds for k, w in {layout.window_of(g)[:2] for g in gs}]
+    assert all(w == m for m, gs in rounds for _, w, _ in map(layout.window_of, gs))    # round m: windows m
+    assert len(read) == len(set(read))                                               # no window twice
 
 
 @settings(max_examples=200, deadline=None)
@@ -69,19 +70,35 @@ def test_a_restart_at_another_world_size_reads_each_remaining_sample_once(n, bat
 
 @settings(max_examples=200, deadline=None)
 @given(layouts, st.sampled_from([1, 2, 4, 8]), st.data())
-def test_a_world_that_divides_the_shards_reads_each_window_on_one_rank(layout, world, data):
+def test_a_world_that_divides_the_shards_reads_each_window_on_one_rank_and_uses_all_of_it(layout, world, data):
     if layout.shards % world:
         layout = sharding.ShardLayout(layout.n_samples, layout.batch_size, world * layout.shards,
                                       layout.window_batches)
-    consumed = world * data.draw(st.integers(0, layout.total // world))
-    owners = {}
+    consumed = data.draw(st.integers(0, layout.total))
+    owner, used = {}, {}
     for r in range(world):
-        for k, windows in sharding.shard_plan(layout, consumed, r, world):
-            assert owners.setdefault(k, r) == r                # a shard's windows are read by one rank
-            for w, offsets in windows:                          # and every batch of a window it reads is used
-                lo, hi = w * layout.window_batches, min((w + 1) * layout.window_batches, layout.shard_batches(k))
-                first = max(lo, -(-(consumed - k) // layout.shards)) if consumed > k else lo
-                assert offsets == list(range(first - lo, min(hi - lo, len(offsets) + first - lo)))
+        for m, gs in sharding.rank_rounds(layout, consumed, r, world):
+            for g in gs:
+                k, w, o = layout.window_of(g)
+                assert owner.setdefault((k, w), r) == r               # a window is read by one rank
+                used.setdefault((k, w), []).append(o)
+    last = consumed + sharding.steps_left(layout.total, consumed, world) * world
+    for (k, w), offsets in used.items():                              # and all of it is used, but the
+        first = w * layout.window_batches                              # batches consumed before the restart
+        expected = [o for o in range(min(layout.window_batches, layout.shard_batches(k) - first))
+                    if consumed <= (first + o) * layout.shards + k < last]   # and after the epoch's last step
+        assert offsets == expected
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.integers(0, 5000), st.integers(1, 64), st.sampled_from([2, 4, 8, 16]), st.sampled_from([1, 2, 4]),
+       st.integers(1, 9))
+def test_at_a_power_of_two_world_a_ranks_share_is_one_stretch_of_the_epoch(n, batch, shards, world, window_batches):
+    layout = sharding.ShardLayout(n, batch, max(shards, world), window_batches)
+    for r in range(world):
+        spans = [layout.window_span(k, w) for k in range(layout.shards) if k % world == r
+                 for w in range(-(-layout.shard_batches(k) // window_batches))]
+        assert len(sharding.merge_spans(spans)) <= 1
 
 
 def test_chunk_order_changes_with_the_epoch_and_not_with_anything_else():
