@@ -287,13 +287,17 @@ class _Stop(BaseException):
 
 @contextlib.contextmanager
 def _signals_raise():
-    """SIGTERM and SIGINT raise ``_Stop`` in the block (main thread only; elsewhere nothing changes)."""
+    """The first SIGTERM or SIGINT raises ``_Stop`` in the block, later ones are ignored while it
+    ends the ranks (main thread only; elsewhere nothing changes)."""
     if threading.current_thread() is not threading.main_thread():
         yield
         return
+    stopping = []
 
     def handler(signum, frame):
-        raise _Stop(signum)
+        if not stopping:
+            stopping.append(signum)
+            raise _Stop(signum)
 
     previous = {sig: signal.signal(sig, handler) for sig in (signal.SIGTERM, signal.SIGINT)}
     try:
