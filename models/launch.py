@@ -121,9 +121,10 @@ def srun_command(np: int, plan_path: Path, hosts: str | None = None) -> list[str
 
 def mpirun_command(np: int, plan_path: Path, hosts: str | None = None) -> list[str]:
     """``mpirun -np N [-H HOSTS] python -m models.train PLAN`` (MPI Horovod build; e.g. a Kubeflow MPIJob)."""
+    exported = ["PYTHONPATH", "OMP_NUM_THREADS", "TF_CPP_MIN_LOG_LEVEL", "PYTHONUNBUFFERED", SUPERVISOR_PID_ENV,
+                SUPERVISOR_HOST_ENV, RESTARTS_ENV]
     return ["mpirun", "-np", str(np), *(["-H", hosts] if hosts else []), "-bind-to", "none", "-map-by", "slot",
-            "-x", "PYTHONPATH", "-x", "OMP_NUM_THREADS", "-x", "TF_CPP_MIN_LOG_LEVEL", sys.executable, "-m",
-            "models.train", str(plan_path)]
+            *[a for name in exported for a in ("-x", name)], sys.executable, "-m", "models.train", str(plan_path)]
 
 
 LAUNCHERS = {"horovodrun": horovodrun_command, "srun": srun_command, "mpirun": mpirun_command}
