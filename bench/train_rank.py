@@ -12,14 +12,16 @@ import keras
 import tensorflow as tf
 
 from models import compression, data, networks, train
+from models.config import TrainConfig
 
 
 def main(store: str, start: int, stop: int, steps: int, batch: int, out: str, spec: str = "none") -> None:
     hvd.init()
     tf.config.threading.set_intra_op_parallelism_threads(1)
     tf.config.threading.set_inter_op_parallelism_threads(1)
-    loader = data.ZarrLoader(data.LoaderSpec(store=store, split_range=(start, stop), batch_size=batch,
-                                             rank=hvd.rank(), world=hvd.size(), read_threads=1))
+    loader = data.ZarrLoader(data.LoaderSpec.from_train(TrainConfig(batch_size=batch, read_threads=1), store=store,
+                                                        split_range=(start, stop), seed=0, rank=hvd.rank(),
+                                                        world=hvd.size()))
     model = networks.build("cnn", (28, 28, 1), 10)
     optimizer = keras.optimizers.Adam(1e-3)
     optimizer.build(model.trainable_variables)

@@ -4,10 +4,11 @@ Layout under ``<run_dir>/checkpoints``::
 
     step-000000123/model.weights.h5   Keras weights
     step-000000123/optimizer.npz      optimizer variables, in ``optimizer.variables`` order
-    step-000000123/state.json         {"epoch": E, "step": S, "global_step": G, ...}
+    step-000000123/state.json         {"epoch": E, "batches_consumed": C, "global_step": G}
 
-``(epoch, step)`` is the loader position: the next batch to train on is batch ``step`` of epoch
-``epoch``. A checkpoint is written under a temporary name and renamed into place, so
+``(epoch, batches_consumed)`` is the loader position, the same at every world size: the global
+batches ``0 .. C-1`` of epoch ``E`` are trained on (``models.sharding``); ``global_step`` counts the
+optimizer steps taken. A checkpoint is written under a temporary name and renamed into place, so
 :func:`latest` never sees half of one. No pickle: arrays as ``.npz``, state as JSON.
 """
 from __future__ import annotations
@@ -23,11 +24,18 @@ import numpy as np
 
 @dataclass(frozen=True)
 class Position:
-    """Where training stands: next batch is ``step`` of ``epoch``; ``global_step`` steps done."""
+    """Where training stands: ``batches_consumed`` global batches of ``epoch`` done; ``global_step`` steps."""
 
     epoch: int
-    step: int
+    batches_consumed: int
     global_step: int
+
+    @classmethod
+    def from_state(cls, state: dict, world: int = 1) -> "Position":
+        """A position from ``state.json``; one written before positions were world-independent has
+        ``step`` (per-rank steps), read as ``step * world`` batches."""
+        consumed = state["batches_consumed"] if "batches_consumed" in state else state["step"] * world
+        return cls(state["epoch"], consumed, state["global_step"])
 
 
 def folder(run_dir: Path) -> Path:
@@ -58,8 +66,14 @@ def latest(run_dir: Path) -> Path | None:
     return found[-1] if found else None
 
 
-def restore(path: Path, model, optimizer) -> Position:
-    """Load weights and optimizer state (the optimizer must be built); return the position."""
+def read_position(path: Path, world: int = 1) -> Position:
+    """The position a checkpoint holds, without loading it."""
+    return Position.from_state(json.loads((Path(path) / "state.json").read_text()), world)
+
+
+def restore(path: Path, model, optimizer, world: int = 1) -> Position:
+    """Load weights and optimizer state (the optimizer must be built); return the position
+    (``world``: the resuming world size, for a checkpoint of the old form)."""
     model.load_weights(path / "model.weights.h5")
     with np.load(path / "optimizer.npz", allow_pickle=False) as arrays:
         values = [arrays[f"arr_{i}"] for i in range(len(arrays.files))]
@@ -68,4 +82,4 @@ def restore(path: Path, model, optimizer) -> Position:
                          f"{len(optimizer.variables)}; was it written for another network?")
     for var, value in zip(optimizer.variables, values):
         var.assign(value)
-    return Position(**json.loads((path / "state.json").read_text()))
+    return read_position(path, world)

@@ -1,13 +1,13 @@
-"""Zarr -> tf.data: balanced, reshuffled every epoch, read in parallel, resumable mid-epoch.
+"""Zarr -> tf.data: balanced, reshuffled every epoch, read in parallel, resumable at any world size.
 
-Each rank reads the pieces :func:`models.sharding.epoch_pieces` gives it, as one sequence of
-``n // world`` samples. That sequence is cut into windows of a whole number of batches, at least
-``shuffle_buffer`` samples each. A window is read, shuffled in memory and cut into batches by one
-call; tf.data runs ``read_threads`` such calls at once (the Zarr codecs and numpy work
-outside the GIL) and prefetches ahead, so reading and decompressing overlap training. The order of an
-epoch depends only on (seed, epoch, rank), so a run's position is just (epoch, step):
-:meth:`ZarrLoader.epoch` can start at any step and gives exactly the batches the interrupted epoch
-had left.
+Each rank reads the global batches :mod:`models.sharding` gives it: the epoch's order depends only
+on (seed, epoch, logical shards), never on the world size, so a position is (epoch, batches
+consumed) and :meth:`ZarrLoader.stream` can start anywhere, at any world size, with exactly the
+batches the interrupted epoch had left. Each logical shard is read in windows of a whole number of
+batches, at least ``shuffle_buffer`` samples each, shuffled in memory; a rank reads in rounds (window
+``m`` of each shard it needs, read at once and cut into its batches in step order by one call), and
+tf.data runs ``read_threads`` such calls at once (the Zarr codecs and numpy work outside the GIL)
+and prefetches ahead, so reading and decompressing overlap training.
 
 The input variable is read with TensorStore, whose C++ Zarr v3 driver reads and decodes a window's
 chunks concurrently without the GIL: ~1 ms a 1 MB chunk here where zarr-python spends ~3 ms, most
@@ -22,6 +22,7 @@ of its samples/s (bench/RESULTS-6.md); in the step it is a cast and a multiply-a
 """
 from __future__ import annotations
 
+import bisect
 from collections.abc import Iterator
 from dataclasses import dataclass
 
@@ -31,21 +32,30 @@ import tensorstore as ts
 import zarr
 
 from models import sharding
+from models.config import TrainConfig
 
 
 @dataclass(frozen=True, kw_only=True)
 class LoaderSpec:
-    """What one rank reads from one split of a store."""
+    """What one rank reads from one split of a store. The settings have no defaults here: they
+    come from the run's :class:`models.config.TrainConfig` (:meth:`from_train`)."""
 
     store: str                       # path of data.zarr
     split_range: tuple[int, int]     # [start, stop) of the split
     batch_size: int
+    shuffle_buffer: int              # samples shuffled together in memory
+    read_threads: int                # windows read and decoded in parallel
+    logical_shards: int              # fixed per run: the order does not depend on the world size
+    seed: int
     rank: int = 0
     world: int = 1
-    shuffle_buffer: int = 4096       # samples shuffled together in memory
-    seed: int = 0
-    read_threads: int = 4            # windows read and decoded in parallel
     x_var: str = "image"             # the input variable (e.g. "tokens" for a text dataset)
+
+    @classmethod
+    def from_train(cls, train: TrainConfig, **facts) -> "LoaderSpec":
+        """The spec with ``train``'s loader settings; ``facts`` are store, split_range, seed, rank, world, x_var."""
+        return cls(batch_size=train.batch_size, shuffle_buffer=train.shuffle_buffer, read_threads=train.read_threads,
+                   logical_shards=train.logical_shards, **facts)
 
 
 def open_reader(store: str, var: str) -> ts.TensorStore:
@@ -82,9 +92,13 @@ class ZarrLoader:
         self._reader = open_reader(spec.store, spec.x_var)
         self.decode = cf_decoder(self._x)   # stored batch -> model input, inside the step's graph
         self.chunk_rows = int(self._x.chunks[0])
-        n = spec.split_range[1] - spec.split_range[0]
-        self.steps_per_epoch = sharding.steps_per_epoch(n, spec.world, spec.batch_size)
-        self.window_batches = max(1, -(-spec.shuffle_buffer // spec.batch_size))
+        self.window_batches = sharding.window_batches(spec.shuffle_buffer, spec.batch_size)
+        self.layout = sharding.ShardLayout(hi - lo, spec.batch_size, spec.logical_shards, self.window_batches)
+        self.steps_per_epoch = self.steps_left(0)
+
+    def steps_left(self, consumed: int) -> int:
+        """Steps this rank runs in an epoch of which ``consumed`` global batches are done."""
+        return sharding.steps_left(self.layout.total, consumed, self.spec.world)
 
     @property
     def element_spec(self) -> tuple[tf.TensorSpec, tf.TensorSpec]:
@@ -92,60 +106,85 @@ class ZarrLoader:
         shape = (self.spec.batch_size, *self._x.shape[1:])
         return (tf.TensorSpec(shape, tf.as_dtype(self._x.dtype)), tf.TensorSpec((self.spec.batch_size,), tf.int32))
 
-    def n_windows(self) -> int:
-        return -(-self.steps_per_epoch // self.window_batches)
-
-    def window(self, epoch: int, index: int) -> tuple[np.ndarray, np.ndarray]:
-        """Window ``index`` of ``epoch``, shuffled, as ``(n_batches, batch_size, ...)`` arrays."""
-        spec, b = self.spec, self.spec.batch_size
-        pieces = sharding.epoch_pieces(spec.split_range, self.chunk_rows, spec.rank, spec.world, spec.seed, epoch)
-        first = index * self.window_batches
-        k = min(self.window_batches, self.steps_per_epoch - first)
-        parts = sharding.slice_pieces(pieces, first * b, (first + k) * b)
+    def _read_windows(self, epoch: int, windows: list[tuple[int, int]]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Windows ``(shard, index)`` of ``epoch`` read at once, side by side (spans that touch are
+        read as one, so a chunk they share is read once), and each window's shuffled rows:
+        ``(xs, labels, rows)`` with ``rows[i]`` the rows of ``windows[i]`` in ``xs``."""
+        spec, layout = self.spec, self.layout
+        sequence = sharding.epoch_sequence(spec.split_range, self.chunk_rows, spec.seed, epoch)
+        spans = [layout.window_span(k, w) for k, w in windows]
+        merged = sharding.merge_spans(spans)
+        parts = [p for lo, hi in merged for p in sharding.slice_pieces(sequence, lo, hi)]
         reads = [self._reader[p.start:p.stop].read() for p in parts]     # all issued before any is awaited
-        xs = np.concatenate([r.result() for r in reads])
         lo = spec.split_range[0]
         labels = np.concatenate([self._labels[p.start - lo:p.stop - lo] for p in parts])
-        order = np.random.default_rng([spec.seed, epoch, spec.rank, index]).permutation(len(labels))
-        return np.take(xs, order, axis=0).reshape(k, b, *xs.shape[1:]), labels[order].reshape(k, b)
+        starts = [a for a, _ in merged]
+        offsets = np.cumsum([0] + [b - a for a, b in merged]).tolist()
 
-    def batches(self, epoch: int, start_step: int = 0) -> Iterator[tuple[np.ndarray, np.ndarray]]:
-        """The epoch's batches from ``start_step`` on, as stored numpy arrays (one thread)."""
-        first, skip = divmod(start_step, self.window_batches)
-        for index in range(first, self.n_windows()):
-            xs, labels = self.window(epoch, index)
-            yield from zip(xs[skip:], labels[skip:])
-            skip = 0
+        def at(position: int) -> int:      # where a position of the epoch's sequence lands in xs
+            i = bisect.bisect_right(starts, position) - 1
+            return offsets[i] + position - starts[i]
 
-    def stream(self, start_epoch: int, start_step: int = 0, end_epoch: int | None = None) -> tf.data.Dataset:
-        """Batches from step ``start_step`` of ``start_epoch`` to the end of epoch ``end_epoch - 1``
-        as one dataset: built once, windows read in parallel and in order, prefetched across
-        epoch ends (the next epoch's first window is read while the last one is evaluated)."""
+        rows = [at(a) + sharding.window_order(b - a, spec.seed, epoch, k, w) for (a, b), (k, w) in zip(spans, windows)]
+        return np.concatenate([r.result() for r in reads]), labels, rows
+
+    def window(self, epoch: int, shard: int, index: int) -> tuple[np.ndarray, np.ndarray]:
+        """Window ``index`` of logical shard ``shard`` in ``epoch``, shuffled, as ``(n_batches,
+        batch_size, ...)`` arrays."""
+        xs, labels, (rows,) = self._read_windows(epoch, [(shard, index)])
+        b = self.spec.batch_size
+        return np.take(xs, rows, axis=0).reshape(-1, b, *xs.shape[1:]), labels[rows].reshape(-1, b)
+
+    def read_round(self, epoch: int, index: int, batches: list[int]) -> tuple[np.ndarray, np.ndarray]:
+        """The global ``batches`` of round ``index`` (:func:`models.sharding.rank_rounds`), in that
+        order, as ``(len(batches), batch_size, ...)`` arrays: the windows they are in are read at
+        once and the batches' rows taken in one copy."""
+        layout, b = self.layout, self.spec.batch_size
+        shards = sorted({layout.window_of(g)[0] for g in batches})
+        xs, labels, rows = self._read_windows(epoch, [(k, index) for k in shards])
+        of = dict(zip(shards, rows))
+        take = np.concatenate([of[k][o * b:(o + 1) * b] for k, _, o in map(layout.window_of, batches)])
+        return np.take(xs, take, axis=0).reshape(-1, b, *xs.shape[1:]), labels[take].reshape(-1, b)
+
+    def rounds(self, epoch: int, consumed: int = 0) -> list[tuple[int, list[int]]]:
+        """:func:`models.sharding.rank_rounds` of this rank for the rest of ``epoch``."""
+        return sharding.rank_rounds(self.layout, consumed, self.spec.rank, self.spec.world)
+
+    def batches(self, epoch: int, consumed: int = 0) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+        """The rest of the epoch's batches for this rank, as stored numpy arrays (one thread)."""
+        for index, batches in self.rounds(epoch, consumed):
+            yield from zip(*self.read_round(epoch, index, batches))
+
+    def stream(self, start_epoch: int, consumed: int = 0, end_epoch: int | None = None) -> tf.data.Dataset:
+        """This rank's batches from ``consumed`` global batches into ``start_epoch`` to the end of epoch
+        ``end_epoch - 1`` as one dataset: built once, rounds read in parallel and in order,
+        prefetched across epoch ends (the next epoch's first round is read while the last one is
+        evaluated)."""
         end_epoch = start_epoch + 1 if end_epoch is None else end_epoch
-        first, skip = divmod(start_step, self.window_batches)
-        pairs = [(start_epoch, i) for i in range(first, self.n_windows())]
-        pairs += [(e, i) for e in range(start_epoch + 1, end_epoch) for i in range(self.n_windows())]
+        tasks = [(epoch, index, batches) for epoch in range(start_epoch, end_epoch)
+                 for index, batches in self.rounds(epoch, consumed if epoch == start_epoch else 0)]
         x_spec, y_spec = self.element_spec
 
-        def read_window(pair: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-            return self.window(int(pair[0]), int(pair[1]))
+        def read_task(i: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+            epoch, index, batches = tasks[int(i)]
+            return self.read_round(epoch, index, batches)
 
-        def read(pair):
-            xs, labels = tf.numpy_function(read_window, [pair], (x_spec.dtype, y_spec.dtype), stateful=False)
+        def read(i):
+            xs, labels = tf.numpy_function(read_task, [i], (x_spec.dtype, y_spec.dtype), stateful=False)
             return tf.ensure_shape(xs, (None, *x_spec.shape)), tf.ensure_shape(labels, (None, *y_spec.shape))
 
-        windows = tf.data.Dataset.from_tensor_slices(np.array(pairs, np.int64).reshape(-1, 2)).map(
-            read, num_parallel_calls=max(self.spec.read_threads, 1), deterministic=True)
+        rounds = tf.data.Dataset.range(len(tasks)).map(read, num_parallel_calls=max(self.spec.read_threads, 1),
+                                                       deterministic=True)
         # A fixed prefetch of one window's batches, and no autotuning: TF 2.18's tuning thread sleeps
         # up to 60 s between rounds and an iterator's destructor can wait out that sleep (25-35 s at
         # the end of a 2-minute run, measured); the reads' parallelism is fixed above anyway.
         options = tf.data.Options()
         options.autotune.enabled = False
-        return windows.unbatch().skip(skip).prefetch(self.window_batches).with_options(options)
+        return rounds.unbatch().prefetch(self.window_batches).with_options(options)
 
-    def epoch(self, epoch: int, start_step: int = 0) -> tf.data.Dataset:
-        """The ``steps_per_epoch - start_step`` batches left in ``epoch``."""
-        return self.stream(epoch, start_step)
+    def epoch(self, epoch: int, consumed: int = 0) -> tf.data.Dataset:
+        """The ``steps_left(consumed)`` batches left in ``epoch``."""
+        return self.stream(epoch, consumed)
 
     def close(self) -> None:
         """Nothing to release: kept so callers need not know how reads are scheduled."""

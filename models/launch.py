@@ -1,26 +1,61 @@
-"""Launch training: write the plan, start ``horovodrun`` with N ranks, stream its output."""
+"""Launch training: write the plan, start the ranks under supervision, restart them on failure.
+
+:func:`launch` runs the launcher command (``horovodrun``, ``srun`` or ``mpirun``; see
+``LAUNCHERS``) through :func:`supervise`, which ties the ranks' lives to this process three ways:
+
+- the command runs in its own session, with a parent-death signal (``PR_SET_PDEATHSIG``, Linux):
+  killing this process with SIGKILL kills the launcher command;
+- SIGTERM or SIGINT to this process ends the command's whole process tree (SIGTERM, then SIGKILL
+  after a grace) before it is re-raised;
+- every rank watches this process (``DCPIPE_SUPERVISOR_PID``, see ``models.train``) and exits when
+  it is gone, whatever launcher sits between (horovodrun puts each rank in a session of its own).
+
+When the ranks fail, :func:`launch` restarts them from the run's last checkpoint, up to
+``train.max_restarts`` times, at the same world size, or at the size the answering hosts of a
+``-H host:slots`` list still give (at least ``train.min_np``). A rank SIGKILLed under
+``horovodrun --gloo`` makes horovodrun end the other ranks and exit 1 within about 2 s (checked by
+hand, Horovod 0.28.1), so a failure is seen by the exit code.
+"""
 from __future__ import annotations
 
+import contextlib
+import ctypes
 import json
 import os
-import secrets
 import shutil
+import signal
+import socket
 import subprocess
 import sys
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import replace
 from datetime import datetime, timezone
 from pathlib import Path
 
+from models import checkpoint
 from models.plan import TrainPlan
+from models.rundir import RunDir, new_run_id
+
+#: the environment a rank reads to watch its supervisor (``models.train.watch_supervisor``)
+SUPERVISOR_PID_ENV, SUPERVISOR_HOST_ENV = "DCPIPE_SUPERVISOR_PID", "DCPIPE_SUPERVISOR_HOST"
+#: the restarts so far, as JSON, for rank 0's ``metrics.json``
+RESTARTS_ENV = "DCPIPE_RESTARTS"
+LOCAL_HOSTS = frozenset({"localhost", "127.0.0.1", "::1"})
 
 
 class TrainingFailed(RuntimeError):
-    """The ranks exited non-zero; the message names the log to read."""
+    """The ranks failed and were not (or could no longer be) restarted; the message names the log."""
+
+
+class RunFinished(TrainingFailed):
+    """A run asked to resume has already finished (its ``metrics.json`` exists)."""
 
 
 def new_run_dir(workdir: Path) -> Path:
     """A fresh ``<workdir>/runs/<UTC time>-<random>``."""
-    run_id = datetime.now(timezone.utc).strftime("%Y%m%d-%H%M%S-") + secrets.token_hex(2)
-    run_dir = Path(workdir) / "runs" / run_id
+    run_dir = Path(workdir) / "runs" / new_run_id(datetime.now(timezone.utc))
     run_dir.mkdir(parents=True)
     return run_dir
 
@@ -86,38 +121,275 @@ def srun_command(np: int, plan_path: Path, hosts: str | None = None) -> list[str
 
 def mpirun_command(np: int, plan_path: Path, hosts: str | None = None) -> list[str]:
     """``mpirun -np N [-H HOSTS] python -m models.train PLAN`` (MPI Horovod build; e.g. a Kubeflow MPIJob)."""
+    exported = ["PYTHONPATH", "OMP_NUM_THREADS", "TF_CPP_MIN_LOG_LEVEL", "PYTHONUNBUFFERED", SUPERVISOR_PID_ENV,
+                SUPERVISOR_HOST_ENV, RESTARTS_ENV]
     return ["mpirun", "-np", str(np), *(["-H", hosts] if hosts else []), "-bind-to", "none", "-map-by", "slot",
-            "-x", "PYTHONPATH", "-x", "OMP_NUM_THREADS", "-x", "TF_CPP_MIN_LOG_LEVEL", sys.executable, "-m",
-            "models.train", str(plan_path)]
+            *[a for name in exported for a in ("-x", name)], sys.executable, "-m", "models.train", str(plan_path)]
 
 
 LAUNCHERS = {"horovodrun": horovodrun_command, "srun": srun_command, "mpirun": mpirun_command}
 
 
 def rank_env(threads: int) -> dict[str, str]:
+    """The ranks' environment: thread limit, this code on the path, unbuffered output, and this
+    process as the supervisor each rank watches."""
     env = dict(os.environ)
-    env.update({"OMP_NUM_THREADS": str(threads), "TF_CPP_MIN_LOG_LEVEL": "2",
+    env.update({"OMP_NUM_THREADS": str(threads), "TF_CPP_MIN_LOG_LEVEL": "2", "PYTHONUNBUFFERED": "1",
+                SUPERVISOR_PID_ENV: str(os.getpid()), SUPERVISOR_HOST_ENV: socket.gethostname(),
                 "PYTHONPATH": os.pathsep.join([str(Path(__file__).resolve().parents[1]),
                                                env.get("PYTHONPATH", "")]).rstrip(os.pathsep)})
     return env
 
 
-def launch(plan: TrainPlan, np: int, log=print, launcher: str = "horovodrun", hosts: str | None = None) -> dict:
-    """Run the ranks with ``launcher`` (see ``LAUNCHERS``); return rank 0's metrics.
+# -- hosts ---------------------------------------------------------------------------------------
 
-    Output goes to the console and ``train.log``.
+def parse_hosts(hosts: str) -> list[tuple[str, int]]:
+    """``-H`` as ``[(host, slots), ...]``.
+
+    >>> parse_hosts("a:2,b:4")
+    [('a', 2), ('b', 4)]
     """
-    run_dir = Path(plan.run_dir)
-    plan_path = plan.save(run_dir / "train_plan.json")
-    cmd = LAUNCHERS[launcher](np, plan_path, hosts)
-    log(f"Horovod: {' '.join(cmd[:7])} ... ({np} ranks)")
-    with open(run_dir / "train.log", "a") as out, subprocess.Popen(
-            cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=rank_env(plan.threads_per_rank),
-            cwd=run_dir) as proc:
-        for line in proc.stdout:
-            out.write(line)
-            if "[train]" in line or "Error" in line or "error" in line:
-                log(line.rstrip())
-    if proc.returncode != 0:
-        raise TrainingFailed(f"training exited with code {proc.returncode}; see {run_dir / 'train.log'}")
-    return json.loads((run_dir / "metrics.json").read_text())
+    out = []
+    for part in hosts.split(","):
+        host, _, slots = part.strip().rpartition(":")
+        if not host or not slots.isdigit() or int(slots) < 1:
+            raise ValueError(f"hosts {hosts!r}: {part!r} is not HOST:SLOTS with SLOTS >= 1; e.g. node1:2,node2:2")
+        out.append((host, int(slots)))
+    return out
+
+
+def is_local(host: str) -> bool:
+    return host in LOCAL_HOSTS or host == socket.gethostname()
+
+
+def host_answers(host: str) -> bool:
+    """True when ``ssh HOST true`` succeeds without a password within 5 s."""
+    try:
+        return subprocess.run(["ssh", "-o", "BatchMode=yes", "-o", "ConnectTimeout=5", host, "true"],
+                              capture_output=True, timeout=20).returncode == 0
+    except (OSError, subprocess.TimeoutExpired):
+        return False
+
+
+def restart_world(np: int, hosts: str | None, min_np: int | None,
+                  answers: Callable[[str], bool] = host_answers) -> tuple[int, str | None]:
+    """``(world size, hosts)`` for a restart: the same, or fewer when non-local hosts of ``hosts``
+    no longer ``answers``; ``TrainingFailed`` when that leaves fewer than ``min_np`` (None = np).
+
+    >>> restart_world(4, "localhost:2,b:2", 2, answers=lambda host: False)
+    (2, 'localhost:2')
+    """
+    if hosts is None:
+        return np, None
+    listed = parse_hosts(hosts)
+    kept = [(h, n) for h, n in listed if is_local(h) or answers(h)]
+    world, floor = min(np, sum(n for _, n in kept)), min_np or np
+    if world < floor:
+        lost = ", ".join(h for h, n in listed if (h, n) not in kept)
+        raise TrainingFailed(f"restart: host(s) {lost} no longer answer ssh; {world} slot(s) left, fewer than "
+                             f"train.min_np {floor}; bring the hosts back or lower train.min_np")
+    return world, ",".join(f"{h}:{n}" for h, n in kept) if len(kept) < len(listed) else hosts
+
+
+# -- processes -----------------------------------------------------------------------------------
+
+def process_alive(pid: int) -> bool:
+    """True while ``pid`` runs (a zombie, dead but not yet reaped, counts as gone)."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as fh:
+            return fh.read().rsplit(b")", 1)[1].split()[0] not in (b"Z", b"X")
+    except FileNotFoundError:
+        return False
+    except OSError:   # no /proc: ask the kernel
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return False
+        return True
+
+
+def _proc_table() -> dict[int, tuple[int, bytes]]:
+    """pid -> (parent pid, command line) of every process /proc lists."""
+    table = {}
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                with open(f"/proc/{entry}/stat", "rb") as fh:
+                    ppid = int(fh.read().rsplit(b")", 1)[1].split()[1])
+                with open(f"/proc/{entry}/cmdline", "rb") as fh:
+                    table[int(entry)] = (ppid, fh.read())
+            except (OSError, IndexError, ValueError):
+                continue
+    return table
+
+
+def ancestors(pid: int, table: dict[int, tuple[int, bytes]]) -> set[int]:
+    """``pid`` and its parent, grandparent, ... up to init."""
+    out = set()
+    while pid in table and pid not in out:
+        out.add(pid)
+        pid = table[pid][0]
+    return out | {pid}
+
+
+def run_processes(marker: str, table: dict[int, tuple[int, bytes]] | None = None) -> list[int]:
+    """Pids whose command line contains ``marker`` (e.g. a run's plan path), other than this process
+    and its ancestors (a shell or an application that names the plan is not a rank)."""
+    table = _proc_table() if table is None else table
+    mine = ancestors(os.getpid(), table)
+    return [pid for pid, (_, cmd) in table.items() if marker.encode() in cmd and pid not in mine]
+
+
+def descendants(pid: int, table: dict[int, tuple[int, bytes]] | None = None) -> list[int]:
+    """``pid``'s children, their children, and so on."""
+    table = _proc_table() if table is None else table
+    out, frontier = [], [pid]
+    while frontier:
+        frontier = [p for p, (ppid, _) in table.items() if ppid in frontier]
+        out += frontier
+    return out
+
+
+def end_processes(proc: subprocess.Popen, marker: str, grace: float = 5.0) -> None:
+    """End ``proc``, its process group, its descendants and every process naming ``marker``:
+    SIGTERM, then SIGKILL to what is left after ``grace`` seconds."""
+    table = _proc_table()
+    pids = set(descendants(proc.pid, table)) | set(run_processes(marker, table))
+    for sig in (signal.SIGTERM, signal.SIGKILL):
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(proc.pid, sig)
+        for pid in pids:
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.kill(pid, sig)
+        deadline = time.monotonic() + grace
+        while time.monotonic() < deadline and (proc.poll() is None or any(map(process_alive, pids))):
+            time.sleep(0.05)
+        if proc.poll() is not None and not any(map(process_alive, pids)):
+            break
+    proc.wait()
+
+
+def _die_with(parent: int) -> Callable[[], None]:
+    """A ``preexec_fn``: the child gets SIGKILL when the thread that started it dies (Linux)."""
+
+    def preexec() -> None:
+        with contextlib.suppress(OSError, AttributeError):
+            ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL)   # PR_SET_PDEATHSIG = 1
+        if os.getppid() != parent:      # the parent died before prctl took effect
+            os._exit(1)
+
+    return preexec
+
+
+class _Stop(BaseException):
+    def __init__(self, signum: int):
+        self.signum = signum
+
+
+@contextlib.contextmanager
+def _signals_raise():
+    """The first SIGTERM or SIGINT raises ``_Stop`` in the block, later ones are ignored while it
+    ends the ranks (main thread only; elsewhere nothing changes)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    stopping = []
+
+    def handler(signum, frame):
+        if not stopping:
+            stopping.append(signum)
+            raise _Stop(signum)
+
+    previous = {sig: signal.signal(sig, handler) for sig in (signal.SIGTERM, signal.SIGINT)}
+    try:
+        yield
+    finally:
+        for sig, old in previous.items():
+            signal.signal(sig, old)
+
+
+def supervise(cmd: list[str], *, env: dict[str, str], cwd: Path, log_path: Path, marker: str,
+              log=print, grace: float = 5.0) -> int:
+    """Run ``cmd`` to its end and return its exit code; its output is appended to ``log_path`` a
+    line at a time (flushed) and its ``[train]`` and error lines passed to ``log``.
+
+    The command runs in its own session and dies with this process (SIGKILL included); SIGTERM or
+    SIGINT here ends its whole process tree and every process naming ``marker`` (SIGTERM, SIGKILL
+    after ``grace`` s) and is re-raised as ``SystemExit(143)`` or ``KeyboardInterrupt``; so does
+    any other exception. Stragglers naming ``marker`` are ended after a normal exit as well.
+    """
+    with open(log_path, "a", buffering=1) as out, _signals_raise():
+        proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env, cwd=cwd,
+                                start_new_session=True, preexec_fn=_die_with(os.getpid()))
+        try:
+            for line in proc.stdout:
+                out.write(line)
+                out.flush()
+                if "[train]" in line or "Error" in line or "error" in line:
+                    log(line.rstrip())
+            proc.wait()
+        except _Stop as stop:
+            end_processes(proc, marker, grace)
+            out.write(f"[launch] signal {stop.signum}: ended the ranks\n")
+            if stop.signum == signal.SIGINT:
+                raise KeyboardInterrupt from None
+            raise SystemExit(128 + stop.signum) from None
+        except BaseException:
+            end_processes(proc, marker, grace)
+            raise
+        finally:
+            proc.stdout.close()
+        if run_processes(marker):      # a rank that outlived its launcher
+            end_processes(proc, marker, grace)
+        return proc.returncode
+
+
+# -- the run -------------------------------------------------------------------------------------
+
+def _from_step(run: RunDir, world: int) -> int:
+    path = checkpoint.latest(run.path)
+    return checkpoint.read_position(path, world).global_step if path else 0
+
+
+def launch(plan: TrainPlan, np: int, log=print, launcher: str = "horovodrun", hosts: str | None = None,
+           answers: Callable[[str], bool] = host_answers) -> dict:
+    """Run the ranks of ``plan`` with ``launcher`` (see ``LAUNCHERS``); return rank 0's metrics.
+
+    Output goes to ``log`` and the run's ``train.log``. A failed attempt is restarted from the
+    last checkpoint up to ``plan.train.max_restarts`` times (see :func:`restart_world`); rank 0's
+    ``metrics.json`` records them under ``"restarts"``. Raises ``RunFinished`` when ``plan.resume``
+    names a run that has finished, ``TrainingFailed`` when the restarts are exhausted.
+    The application layer holds the run's lock (``RunDir.lock``) around this call.
+    """
+    run = RunDir(Path(plan.run_dir))
+    if plan.resume and run.metrics.exists():
+        raise RunFinished(f"{run.path}: run {run.id} has finished ({run.metrics.name} exists); nothing to resume, "
+                          "start a new run instead")
+    if not plan.resume and np > plan.logical_shards:
+        log(f"train.logical_shards {plan.logical_shards} < {np} ranks: raised to {np} for this run")
+        plan = plan.with_train(logical_shards=np)
+    restarts: list[dict] = []
+    world, attempt_hosts, codes = np, hosts, []
+    while True:
+        plan.save(run.plan)
+        cmd = LAUNCHERS[launcher](world, run.plan, attempt_hosts)
+        env = rank_env(plan.threads_per_rank) | {RESTARTS_ENV: json.dumps(restarts)}
+        log(f"Horovod: {' '.join(cmd[:7])} ... ({world} ranks)")
+        code = supervise(cmd, env=env, cwd=run.path, log_path=run.log, marker=str(run.plan), log=log)
+        if code == 0:
+            return json.loads(run.metrics.read_text())
+        codes.append(code)
+        if len(restarts) >= plan.train.max_restarts:
+            raise TrainingFailed(f"training failed in {len(codes)} attempt(s) (exit codes "
+                                 f"{', '.join(map(str, codes))}; train.max_restarts {plan.train.max_restarts}); "
+                                 f"see {run.log}")
+        world, attempt_hosts = restart_world(np, hosts, plan.train.min_np, answers)
+        restarts.append({"attempt": len(codes), "exit_code": code, "world_size": world,
+                         "from_step": _from_step(run, world)})
+        with open(run.log, "a") as out:
+            out.write(f"[launch] attempt {len(codes)} exited with code {code}: restart "
+                      f"{len(restarts)}/{plan.train.max_restarts} at {world} ranks from step "
+                      f"{restarts[-1]['from_step']}\n")
+        log(f"[train] ranks exited with code {code}: restarting ({len(restarts)}/{plan.train.max_restarts}) at "
+            f"{world} ranks from the last checkpoint (step {restarts[-1]['from_step']})")
+        plan = replace(plan, resume=True)

@@ -9,6 +9,7 @@ import json
 import os
 import socket
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -20,7 +21,31 @@ import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
 from models import checkpoint, compression, data, export, networks  # noqa: E402
+from models.launch import RESTARTS_ENV, SUPERVISOR_HOST_ENV, SUPERVISOR_PID_ENV, process_alive  # noqa: E402
 from models.plan import TrainPlan  # noqa: E402
+from models.rundir import RunDir, atomic_write_text  # noqa: E402
+
+#: exit code of a rank whose supervisor is gone
+ORPHANED = 70
+
+
+def watch_supervisor(environ=os.environ, interval: float = 0.5, exit=os._exit) -> threading.Thread | None:
+    """A daemon thread that ends this rank (``exit(ORPHANED)``, one line on stderr) once the process
+    named by ``DCPIPE_SUPERVISOR_PID`` is gone; None when there is none to watch (not set, or set on
+    another host: a remote rank is ended by its launcher)."""
+    pid, host = environ.get(SUPERVISOR_PID_ENV), environ.get(SUPERVISOR_HOST_ENV)
+    if not pid or (host and host != socket.gethostname()):
+        return None
+
+    def watch() -> None:
+        while process_alive(int(pid)):
+            time.sleep(interval)
+        print(f"[rank] pid {os.getpid()}: supervisor {pid} is gone; exiting", file=sys.stderr, flush=True)
+        exit(ORPHANED)
+
+    thread = threading.Thread(target=watch, name="supervisor-watchdog", daemon=True)
+    thread.start()
+    return thread
 
 HOROVOD_CODECS = {"none": hvd.Compression.none, "fp16": hvd.Compression.fp16}
 
@@ -142,7 +167,7 @@ def _broadcast_state(model, optimizer) -> None:
     hvd.broadcast_variables([v.value if hasattr(v, "value") else v for v in optimizer.variables], root_rank=0)
 
 
-def _restore(plan: TrainPlan, model, optimizer, rank: int, log) -> checkpoint.Position:
+def _restore(plan: TrainPlan, model, optimizer, rank: int, size: int, log) -> checkpoint.Position:
     """Rank 0 loads the run's last checkpoint (if resuming); every rank learns the position."""
     position = np.zeros(3, np.int64)
     if plan.resume and rank == 0:
@@ -150,9 +175,10 @@ def _restore(plan: TrainPlan, model, optimizer, rank: int, log) -> checkpoint.Po
         if path is None:
             log(f"[train] no checkpoint in {checkpoint.folder(Path(plan.run_dir))}: starting from scratch")
         else:
-            pos = checkpoint.restore(path, model, optimizer)
-            position[:] = (pos.epoch, pos.step, pos.global_step)
-            log(f"[train] resumed from {path.name}: epoch {pos.epoch + 1}, step {pos.step}")
+            pos = checkpoint.restore(path, model, optimizer, world=size)
+            position[:] = (pos.epoch, pos.batches_consumed, pos.global_step)
+            log(f"[train] resumed from {path.name}: epoch {pos.epoch + 1}, {pos.batches_consumed} batches "
+                f"of it done, at {size} ranks")
     # Horovod: every rank continues from rank 0's position.
     position = hvd.broadcast(tf.constant(position), root_rank=0, name="resume_position").numpy()
     return checkpoint.Position(*(int(v) for v in position))
@@ -160,19 +186,20 @@ def _restore(plan: TrainPlan, model, optimizer, rank: int, log) -> checkpoint.Po
 
 def train(plan: TrainPlan) -> dict | None:
     """Train, evaluate and (on rank 0) checkpoint and export; rank 0 returns the metrics."""
+    watch_supervisor()
     # Horovod: initialise before touching devices.
     hvd.init()
     # Horovod: rank and world size.
     rank, size = hvd.rank(), hvd.size()
     on_gpu = configure_devices(plan)
     keras.utils.set_random_seed(plan.seed)
-    run_dir = Path(plan.run_dir)
+    run = RunDir(Path(plan.run_dir))
+    run_dir = run.path
     log = (lambda *a: print(*a, flush=True)) if rank == 0 else (lambda *a: None)
 
-    loader = data.ZarrLoader(data.LoaderSpec(
-        store=plan.store, split_range=tuple(plan.ranges["train"]), batch_size=plan.batch_size, rank=rank,
-        world=size, shuffle_buffer=plan.shuffle_buffer, seed=plan.seed, read_threads=plan.read_threads,
-        x_var=plan.x_var))
+    loader = data.ZarrLoader(data.LoaderSpec.from_train(
+        plan.train, store=plan.store, split_range=tuple(plan.ranges["train"]), seed=plan.seed, rank=rank,
+        world=size, x_var=plan.x_var))
     steps = loader.steps_per_epoch
     if steps == 0:
         raise SystemExit(f"train split too small: {plan.ranges['train']} gives fewer than batch "
@@ -185,33 +212,36 @@ def train(plan: TrainPlan) -> dict | None:
     optimizer.build(model.trainable_variables)
     compressor = compression.parse(plan.compression)
     compressor.build(model.trainable_variables)
-    position = _restore(plan, model, optimizer, rank, log)
+    position = _restore(plan, model, optimizer, rank, size, log)
     _broadcast_state(model, optimizer)
     step = iterator_step(_step_function(model, optimizer, compressor), loader.decode)
     shapes = [tuple(v.shape) for v in model.trainable_variables]
     bytes_per_step = compressor.bytes_per_step(shapes)
-    writer = tf.summary.create_file_writer(str(run_dir / "tensorboard")) if rank == 0 else None
+    writer = tf.summary.create_file_writer(str(run.tensorboard)) if rank == 0 else None
 
     # Every rank says where it runs (one line each, in train.log): placement is what a launch gets wrong.
     # Horovod: local rank, the rank's index on its node.
     print(f"[rank {rank}/{size}] host {socket.gethostname()}, local rank {hvd.local_rank()}, "
           f"{'GPU' if on_gpu else 'CPU'}, {steps * plan.batch_size} samples/epoch from the train split", flush=True)
     log(f"[train] {size} rank(s) on {'GPU' if on_gpu else 'CPU'}, {plan.network}, {steps} steps/epoch of "
-        f"{plan.batch_size} per rank, compression {plan.compression} ({bytes_per_step:,} bytes/step/rank)")
-    history = _previous_history(run_dir) if position.global_step else []
+        f"{plan.batch_size} per rank, compression {plan.compression} ({bytes_per_step:,} bytes/step/rank), "
+        f"{plan.logical_shards} logical shards")
+    history = [h for h in _previous_history(run) if h["epoch"] <= position.epoch] if position.global_step else []
     global_step, t_train = position.global_step, time.perf_counter()
-    batches = iter(loader.stream(position.epoch, position.step, plan.epochs))   # exactly the steps left
+    batches = iter(loader.stream(position.epoch, position.batches_consumed, plan.epochs))   # exactly the steps left
     for epoch in range(position.epoch, plan.epochs):
-        first = position.step if epoch == position.epoch else 0
+        consumed = position.batches_consumed if epoch == position.epoch else 0
+        left = loader.steps_left(consumed)
         t0, totals, waits = time.perf_counter(), np.zeros(3), []
-        for s in range(first, steps):
+        for s in range(left):
             loss, hits, n, waited = step(batches)
             waits.append(float(waited))
             totals += (float(loss) * int(n), float(hits), int(n))
             global_step += 1
-            if plan.checkpoint_every and (s + 1) % plan.checkpoint_every == 0 and s + 1 < steps and rank == 0:
+            if plan.checkpoint_every and (s + 1) % plan.checkpoint_every == 0 and s + 1 < left and rank == 0:
                 # Horovod: only rank 0 writes checkpoints.
-                checkpoint.save(run_dir, model, optimizer, checkpoint.Position(epoch, s + 1, global_step))
+                checkpoint.save(run_dir, model, optimizer,
+                                checkpoint.Position(epoch, consumed + (s + 1) * size, global_step))
         # Horovod: sum the epoch's training loss, hits and counts over ranks.
         loss_sum, hits, count = hvd.allreduce(tf.constant(totals), op=hvd.Sum, name="train_totals").numpy()
         val_loss, val_acc = _evaluate(model, val_ds)
@@ -225,8 +255,9 @@ def train(plan: TrainPlan) -> dict | None:
             f"val_acc {val_acc:.4f}  {seconds:.1f}s (data wait {record['data_wait_ms_per_step']:.2f} ms/step)")
         if rank == 0:
             # Horovod: only rank 0 writes checkpoints and TensorBoard events.
+            # History first: a resume keeps only the records of the epochs its checkpoint finished.
+            atomic_write_text(run.history, json.dumps(history, indent=2) + "\n")
             checkpoint.save(run_dir, model, optimizer, checkpoint.Position(epoch + 1, 0, global_step))
-            (run_dir / "history.json").write_text(json.dumps(history, indent=2) + "\n")
             with writer.as_default(step=epoch + 1):
                 for key in ("train_loss", "train_accuracy", "val_loss", "val_accuracy", "data_wait_ms_per_step"):
                     tf.summary.scalar(key, record[key])
@@ -237,21 +268,21 @@ def train(plan: TrainPlan) -> dict | None:
     log(f"[train] test_loss {test_loss:.4f}  test_accuracy {test_acc:.4f}")
     if rank != 0:
         return None
-    model.save(run_dir / "model.keras")
-    model.export(str(run_dir / "saved_model"), verbose=False)
-    bundle = export.write_bundle(model, plan, run_dir / "bundle")
+    model.save(run.model)
+    model.export(str(run.saved_model), verbose=False)
+    bundle = export.write_bundle(model, plan, run.bundle)
     metrics = {"world_size": size, "compression": plan.compression, "device": "GPU" if on_gpu else "CPU",
                "network": plan.network, "steps_per_epoch": steps, "global_batch": plan.batch_size * size,
                "bytes_per_step": bytes_per_step, "resumed_from_step": position.global_step,
+               "logical_shards": plan.logical_shards, "restarts": json.loads(os.environ.get(RESTARTS_ENV, "[]")),
                "test_loss": test_loss, "test_accuracy": test_acc, "train_seconds": train_seconds,
                "bundle": str(bundle), "history": history}
-    (run_dir / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
+    atomic_write_text(run.metrics, json.dumps(metrics, indent=2) + "\n")
     return metrics
 
 
-def _previous_history(run_dir: Path) -> list[dict]:
-    path = run_dir / "history.json"
-    return json.loads(path.read_text()) if path.is_file() else []
+def _previous_history(run: RunDir) -> list[dict]:
+    return json.loads(run.history.read_text()) if run.history.is_file() else []
 
 
 def main(argv: list[str] | None = None) -> int:

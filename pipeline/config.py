@@ -5,21 +5,19 @@ what ``dcpipe config`` prints and exactly what ``load_config`` reads back.
 """
 from __future__ import annotations
 
-import re
 from pathlib import Path
 from typing import Literal, get_args
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from models.config import COMPRESSION_PATTERN, TrainConfig  # noqa: F401 - the training settings' one home
 from pipeline import credentials
 from pipeline.errors import UserError
 
 EMBEDDED_MNIST = "embedded:mnist_5k"
 ClusterKind = Literal["local", "address", "slurm", "kubernetes"]
 CLUSTER_KINDS: tuple[str, ...] = get_args(ClusterKind)
-# models.compression.parse is the reference; this pattern keeps `dcpipe config` free of TensorFlow.
-COMPRESSION_PATTERN = r"^(none|fp16|topk:(0?\.\d*[1-9]\d*|1(\.0*)?)|powersgd:[1-9]\d*)$"
 
 
 class _Section(BaseModel):
@@ -205,28 +203,6 @@ class StoreConfig(_Section):
     image_dtype: Literal["uint8", "float32"] = Field(
         "uint8", description="uint8 stores image values in [0, 1] as k/255 (CF scale_factor; a quarter of "
                              "float32's bytes, decoded to float32 by xarray and the loader); float32 as is")
-
-
-class TrainConfig(_Section):
-    network: Literal["cnn", "mlp", "transformer", "text_transformer"] = Field(
-        "cnn", description="images: cnn, mlp, transformer; token ids (text): text_transformer")
-    epochs: int = Field(10, gt=0)
-    batch_size: int = Field(64, gt=0, description="samples per rank per step")
-    learning_rate: float = Field(1e-3, gt=0, description="per-rank rate; scaled by world size")
-    compression: str = Field("fp16", description="none, fp16, topk:RATIO (e.g. topk:0.01) or powersgd:RANK (e.g. powersgd:4)")
-    np: int | None = Field(None, gt=0, description="Horovod ranks; null = one per GPU, else 2")
-    threads_per_rank: int = Field(1, gt=0)
-    shuffle_buffer: int = Field(4096, gt=0)
-    read_threads: int = Field(4, gt=0, description="parallel Zarr chunk reads per rank")
-    checkpoint_every: int = Field(0, ge=0, description="steps between mid-epoch checkpoints; 0 = epoch ends only")
-
-    @field_validator("compression")
-    @classmethod
-    def _known_compression(cls, value: str) -> str:
-        if not re.match(COMPRESSION_PATTERN, value):
-            raise ValueError("must be none, fp16, topk:RATIO with 0 < RATIO <= 1 or powersgd:RANK with "
-                             "RANK >= 1; e.g. topk:0.01")
-        return value
 
 
 class TLSConfig(_Section):

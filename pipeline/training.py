@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import json
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -87,14 +87,11 @@ def plan_input(ref: store.DatasetRef, manifest: dict, network: str) -> dict:
 
 def plan_for(cfg: JobConfig, ref: store.DatasetRef, run_dir: Path, resume: bool = False) -> TrainPlan:
     """The training plan of ``cfg.train`` on dataset version ``ref``."""
-    manifest, t = ref.manifest(), cfg.train
-    schema = manifest["config"]["schema"]
-    return TrainPlan(store=str(ref.data_path), dataset_version=str(ref), ranges=manifest["ranges"],
-                     n_classes=len(schema["labels"]), run_dir=str(run_dir), network=t.network, epochs=t.epochs,
-                     batch_size=t.batch_size, learning_rate=t.learning_rate, compression=t.compression,
-                     threads_per_rank=t.threads_per_rank, shuffle_buffer=t.shuffle_buffer,
-                     read_threads=t.read_threads, checkpoint_every=t.checkpoint_every, resume=resume,
-                     seed=cfg.seed, **plan_input(ref, manifest, t.network))
+    manifest = ref.manifest()
+    return TrainPlan(train=cfg.train, seed=cfg.seed, resume=resume, store=str(ref.data_path),
+                     dataset_version=str(ref), ranges=manifest["ranges"],
+                     n_classes=len(manifest["config"]["schema"]["labels"]), run_dir=str(run_dir),
+                     **plan_input(ref, manifest, cfg.train.network))
 
 
 def check_network(network: str, input_shape: list[int], n_classes: int, vocab_size: int) -> None:
@@ -189,11 +186,9 @@ def train(cfg: JobConfig, prepared: Prepared, workdir: Workdir, options: LaunchO
 
 def _train_in(run: RunDir, cfg: JobConfig, prepared: Prepared, world: int, options: LaunchOptions, log,
               started: dict, resuming: bool) -> dict:
-    if resuming:
-        plan = TrainPlan.load(run.plan)
-        plan = TrainPlan(**{**plan.__dict__, "resume": True})
-        cfg = cfg.with_overrides(train={"network": plan.network, "epochs": plan.epochs,
-                                        "compression": plan.compression})
+    if resuming:   # the run goes on as it was planned; only the checkpoint is new
+        plan = replace(TrainPlan.load(run.plan), resume=True)
+        cfg = cfg.with_overrides(train=plan.train.model_dump())
     else:
         atomic_write_text(run.config, dump_yaml(cfg))
         plan = plan_for(cfg, prepared.ref, run.path)

@@ -21,11 +21,19 @@ def _trained(seed):
 
 def test_restore_gives_back_weights_optimizer_state_and_position(tmp_path):
     model, optimizer = _trained(0)
-    path = checkpoint.save(tmp_path, model, optimizer, checkpoint.Position(epoch=1, step=7, global_step=27))
+    path = checkpoint.save(tmp_path, model, optimizer, checkpoint.Position(epoch=1, batches_consumed=14, global_step=27))
     other, other_opt = _trained(1)
-    assert checkpoint.restore(path, other, other_opt) == checkpoint.Position(1, 7, 27)
+    assert checkpoint.restore(path, other, other_opt) == checkpoint.Position(1, 14, 27)
     for a, b in zip(model.weights + optimizer.variables, other.weights + other_opt.variables):
         np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
+
+
+def test_a_position_of_the_old_form_counts_per_rank_steps_at_the_resuming_world(tmp_path):
+    model, optimizer = _trained(0)
+    path = checkpoint.save(tmp_path, model, optimizer, checkpoint.Position(0, 0, 5))
+    (path / "state.json").write_text('{"epoch": 1, "step": 7, "global_step": 27}')
+    assert checkpoint.read_position(path, world=2) == checkpoint.Position(1, 14, 27)
+    assert checkpoint.read_position(path, world=4).batches_consumed == 28
 
 
 def test_latest_is_the_highest_step_and_old_ones_are_pruned(tmp_path):

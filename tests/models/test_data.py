@@ -1,4 +1,4 @@
-"""The Zarr loader on a tiny real store: balanced, reshuffled per epoch, exactly resumable."""
+"""The Zarr loader on a tiny real store: balanced, reshuffled per epoch, exactly resumable at any world size."""
 import numpy as np
 import pytest
 import xarray as xr
@@ -20,20 +20,25 @@ def store(tmp_path):
     return str(tmp_path / "data.zarr")
 
 
-def _ids(loader, epoch, start_step=0):
-    return [x[:, 0, 0, 0].astype(int) for x, _ in loader.batches(epoch, start_step)]
+def _ids(loader, epoch, consumed=0):
+    return [x[:, 0, 0, 0].astype(int) for x, _ in loader.batches(epoch, consumed)]
 
 
 def _loader(store, rank=0, world=2, **kw):
+    """197 samples, 24 batches of 8 in 4 logical shards of 6 batches, windows of 5 batches."""
     spec = {"store": store, "split_range": (3, 200), "batch_size": 8, "rank": rank, "world": world,
-            "shuffle_buffer": 40, "seed": 1, "read_threads": 2, **kw}
+            "shuffle_buffer": 40, "seed": 1, "read_threads": 2, "logical_shards": 4, **kw}
     return data.ZarrLoader(data.LoaderSpec(**spec))
+
+
+def _streamed(ds):
+    return [x.numpy()[:, 0, 0, 0].astype(int) for x, _ in ds]
 
 
 def test_ranks_get_equal_steps_and_disjoint_samples(store):
     ids = [np.concatenate(_ids(_loader(store, rank=r), epoch=0)) for r in range(2)]
     loader = _loader(store)
-    assert loader.steps_per_epoch == (197 // 2) // 8 == 12
+    assert loader.steps_per_epoch == (197 // 8) // 2 == 12
     assert [len(i) for i in ids] == [12 * 8, 12 * 8]
     assert not set(ids[0]) & set(ids[1])
     assert all(3 <= i < 200 for i in np.concatenate(ids))
@@ -55,7 +60,7 @@ def test_order_is_reshuffled_every_epoch_but_reproducible(store):
 @pytest.mark.parametrize("start_step", [1, 5, 11])   # inside the first window, later, the last step
 def test_starting_mid_epoch_gives_the_rest_of_the_same_epoch(store, start_step):
     loader = _loader(store)
-    full, resumed = _ids(loader, 2), _ids(loader, 2, start_step)
+    full, resumed = _ids(loader, 2), _ids(loader, 2, consumed=2 * start_step)
     assert len(resumed) == len(full) - start_step
     for a, b in zip(full[start_step:], resumed):
         np.testing.assert_array_equal(a, b)
@@ -63,9 +68,35 @@ def test_starting_mid_epoch_gives_the_rest_of_the_same_epoch(store, start_step):
 
 def test_tf_dataset_yields_exactly_the_steps_left(store):
     loader = _loader(store)
-    batches = list(loader.epoch(0, start_step=4))
+    batches = list(loader.epoch(0, consumed=8))
     assert len(batches) == loader.steps_per_epoch - 4
     assert tuple(batches[0][0].shape) == (8, 4, 4, 1)
+
+
+@pytest.mark.parametrize("world, consumed", [
+    (2, 0),    # divides the 4 shards: each rank reads 2 shards, taken in turn
+    (2, 6),    # resumed mid-epoch
+    (3, 5),    # does not divide the shards: every rank takes some batches of every shard
+    (1, 3),    # one rank after a restart at a smaller world
+])
+def test_the_parallel_stream_gives_the_batches_in_step_order(store, world, consumed):
+    for rank in range(world):
+        loader = _loader(store, rank=rank, world=world, read_threads=3)
+        streamed, expected = _streamed(loader.epoch(1, consumed)), _ids(loader, 1, consumed)
+        assert len(streamed) == len(expected) == loader.steps_left(consumed)
+        for a, b in zip(streamed, expected):
+            np.testing.assert_array_equal(a, b)
+
+
+@pytest.mark.parametrize("before, after", [(2, 1), (4, 2), (3, 2), (1, 2)])
+def test_a_restart_at_another_world_size_reads_each_remaining_sample_once(store, before, after):
+    """Positions written after 2 steps at ``before`` ranks, resumed at ``after``: the samples of the
+    epoch read before and after are all distinct, and fewer than ``after`` batches sit out."""
+    read = [i for r in range(before) for batch in _ids(_loader(store, rank=r, world=before), 0)[:2] for i in batch]
+    consumed = 2 * before
+    read += [i for r in range(after) for batch in _ids(_loader(store, rank=r, world=after), 0, consumed) for i in batch]
+    assert len(read) == len(set(read))
+    assert 24 * 8 - len(read) < after * 8
 
 
 def test_eval_ranges_cover_the_split_once():
@@ -75,8 +106,8 @@ def test_eval_ranges_cover_the_split_once():
 
 def test_a_stream_over_epochs_is_the_epochs_one_after_another(store):
     loader = _loader(store)
-    streamed = [x.numpy()[:, 0, 0, 0].astype(int) for x, _ in loader.stream(1, start_step=3, end_epoch=3)]
-    expected = _ids(loader, 1, 3) + _ids(loader, 2)
+    streamed = _streamed(loader.stream(1, consumed=6, end_epoch=3))
+    expected = _ids(loader, 1, 6) + _ids(loader, 2)
     assert len(streamed) == len(expected) == 2 * loader.steps_per_epoch - 3
     for a, b in zip(streamed, expected):
         np.testing.assert_array_equal(a, b)
@@ -93,7 +124,7 @@ def test_uint8_packed_images_are_decoded_to_what_xarray_gives(tmp_path):
     store = str(publish_tiny(tmp_path, cfg=store_config(image_dtype="uint8")).ref.data_path)
     decoded = xr.open_zarr(store)["image"].values      # float64: Zarr's JSON attributes carry no float32
     loader = data.ZarrLoader(data.LoaderSpec(store=store, split_range=(0, 300), batch_size=30, world=1,
-                                             shuffle_buffer=30))
+                                             shuffle_buffer=30, read_threads=2, logical_shards=8, seed=0))
     assert loader.element_spec[0].dtype == "uint8"            # read as stored: a quarter of the bytes
     (stored, y), = loader.stream(0).take(1)
     assert stored.dtype == "uint8"                            # and streamed as stored, decoded in the step

@@ -31,9 +31,10 @@ def test_launcher_command(launcher, hosts, head):
     assert cmd[start:start + len(head)] == head
     if launcher == "horovodrun":
         assert Path(cmd[0]).name == "horovodrun"
-    if launcher == "mpirun":   # each rank needs the code's path and the thread limit
-        assert [cmd[i + 1] for i, a in enumerate(cmd) if a == "-x"] == ["PYTHONPATH", "OMP_NUM_THREADS",
-                                                                         "TF_CPP_MIN_LOG_LEVEL"]
+    if launcher == "mpirun":   # each rank needs the code's path, the thread limit and its supervisor
+        assert [cmd[i + 1] for i, a in enumerate(cmd) if a == "-x"] == [
+            "PYTHONPATH", "OMP_NUM_THREADS", "TF_CPP_MIN_LOG_LEVEL", "PYTHONUNBUFFERED", "DCPIPE_SUPERVISOR_PID",
+            "DCPIPE_SUPERVISOR_HOST", "DCPIPE_RESTARTS"]
 
 
 @pytest.mark.parametrize("nodes, per_node, hosts", [

@@ -1,0 +1,48 @@
+"""The training settings of a job: the one home of every training default.
+
+``pipeline.config.JobConfig.train`` is a :class:`TrainConfig`; ``models.plan.TrainPlan`` carries one,
+and the loader and the ranks read their settings from it, so no default is written twice.
+This module needs pydantic only (no TensorFlow): ``dcpipe config`` imports it.
+
+>>> TrainConfig().epochs, TrainConfig().logical_shards
+(10, 8)
+"""
+from __future__ import annotations
+
+import re
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+# models.compression.parse is the reference; this pattern keeps `dcpipe config` free of TensorFlow.
+COMPRESSION_PATTERN = r"^(none|fp16|topk:(0?\.\d*[1-9]\d*|1(\.0*)?)|powersgd:[1-9]\d*)$"
+
+
+class TrainConfig(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    network: Literal["cnn", "mlp", "transformer", "text_transformer"] = Field(
+        "cnn", description="images: cnn, mlp, transformer; token ids (text): text_transformer")
+    epochs: int = Field(10, gt=0)
+    batch_size: int = Field(64, gt=0, description="samples per rank per step")
+    learning_rate: float = Field(1e-3, gt=0, description="per-rank rate; scaled by world size")
+    compression: str = Field("fp16", description="none, fp16, topk:RATIO (e.g. topk:0.01) or powersgd:RANK (e.g. powersgd:4)")
+    np: int | None = Field(None, gt=0, description="Horovod ranks; null = one per GPU, else 2")
+    threads_per_rank: int = Field(1, gt=0)
+    shuffle_buffer: int = Field(4096, gt=0)
+    read_threads: int = Field(4, gt=0, description="parallel Zarr chunk reads per rank")
+    checkpoint_every: int = Field(0, ge=0, description="steps between mid-epoch checkpoints; 0 = epoch ends only")
+    max_restarts: int = Field(2, ge=0, description="restarts of the ranks from the last checkpoint after a failure")
+    min_np: int | None = Field(None, gt=0, description="smallest world size a restart on fewer hosts may use; "
+                                                       "null = np")
+    logical_shards: int = Field(8, gt=0, description="fixed per run: the sample order depends on the seed and "
+                                "this, not on the world size; a world size that divides it reads each chunk "
+                                "once (raised to np when np is larger)")
+
+    @field_validator("compression")
+    @classmethod
+    def _known_compression(cls, value: str) -> str:
+        if not re.match(COMPRESSION_PATTERN, value):
+            raise ValueError("must be none, fp16, topk:RATIO with 0 < RATIO <= 1 or powersgd:RANK with "
+                             "RANK >= 1; e.g. topk:0.01")
+        return value
