@@ -31,12 +31,11 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import replace
-from datetime import datetime, timezone
 from pathlib import Path
 
 from models import checkpoint
 from models.plan import TrainPlan
-from models.rundir import RunDir, new_run_id
+from models.rundir import RunDir
 
 #: the environment a rank reads to watch its supervisor (``models.train.watch_supervisor``)
 SUPERVISOR_PID_ENV, SUPERVISOR_HOST_ENV = "DCPIPE_SUPERVISOR_PID", "DCPIPE_SUPERVISOR_HOST"
@@ -51,13 +50,6 @@ class TrainingFailed(RuntimeError):
 
 class RunFinished(TrainingFailed):
     """A run asked to resume has already finished (its ``metrics.json`` exists)."""
-
-
-def new_run_dir(workdir: Path) -> Path:
-    """A fresh ``<workdir>/runs/<UTC time>-<random>``."""
-    run_dir = Path(workdir) / "runs" / new_run_id(datetime.now(timezone.utc))
-    run_dir.mkdir(parents=True)
-    return run_dir
 
 
 def gpu_count() -> int:

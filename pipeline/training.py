@@ -106,13 +106,13 @@ def check_network(network: str, input_shape: list[int], n_classes: int, vocab_si
 
 
 def check_shares(cfg: JobConfig, manifest: dict, world: int) -> None:
-    """Every rank's share of the train split must hold at least one batch."""
+    """Every rank must get at least one batch of the train split a step."""
     lo, hi = manifest["ranges"]["train"]
-    if sharding.steps_per_epoch(hi - lo, world, cfg.train.batch_size) == 0:
-        share = sharding.samples_per_rank(hi - lo, world)
-        raise UserError(f"train.batch_size: {cfg.train.batch_size} is larger than a rank's share of the train "
-                        f"split ({hi - lo} samples over {world} ranks = {share}); lower train.batch_size "
-                        f"to at most {max(share, 1)} or --np")
+    b = cfg.train.batch_size
+    if sharding.steps_per_epoch(hi - lo, world, b) == 0:
+        raise UserError(f"train.batch_size: {b} a rank x {world} ranks = {b * world} samples a step, more than the "
+                        f"train split holds ({hi - lo}); lower train.batch_size to at most "
+                        f"{max((hi - lo) // world, 1)} or --np")
 
 
 def _resumable(workdir: Workdir, prepared: Prepared, resume: bool | str) -> RunDir:

@@ -51,14 +51,14 @@ def test_a_config_with_another_schema_is_refused(prepared):
 def test_a_batch_larger_than_a_ranks_share_is_refused_before_any_rank_starts(prepared, tmp_path, capsys):
     cfg, workdir, first = prepared
     n = first.manifest["n_train_stored"]                     # 160 train samples: 80 a rank at np 2
-    with pytest.raises(UserError, match=rf"train.batch_size: 81 is larger than a rank's share of the train split "
-                                        rf"\({n} samples over 2 ranks = 80\); lower train.batch_size to at most 80"):
+    with pytest.raises(UserError, match=rf"train.batch_size: 81 a rank x 2 ranks = 162 samples a step, more than "
+                                        rf"the train split holds \({n}\); lower train.batch_size to at most 80 or --np"):
         check_shares(cfg.with_overrides(train={"batch_size": 81}), first.manifest, 2)
     check_shares(cfg.with_overrides(train={"batch_size": 80}), first.manifest, 2)     # exactly one batch: fine
     config = tmp_path / "big.yaml"
     config.write_text(dump_yaml(cfg.with_overrides(train={"batch_size": 4096})))
     code = main(["train", "--dataset", str(first.ref), "--workdir", str(workdir), "--config", str(config)])
-    assert code == 2 and "train.batch_size: 4096 is larger" in capsys.readouterr().err
+    assert code == 2 and "train.batch_size: 4096 a rank x 2 ranks" in capsys.readouterr().err
     assert not (workdir / "runs").exists()                   # refused before a run folder was made
 
 

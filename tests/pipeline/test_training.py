@@ -41,7 +41,7 @@ def _dcpipe(*args) -> list[str]:
 
 def _mid_epoch_checkpoint(workdir):
     for state in workdir.glob("runs/*/checkpoints/step-*/state.json"):
-        if json.loads(state.read_text())["step"] > 0:
+        if json.loads(state.read_text())["batches_consumed"] > 0:
             return state
     return None
 
