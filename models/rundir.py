@@ -11,8 +11,8 @@ Layout of ``<workdir>/runs/<run-id>/``::
     lineage.json         model -> run -> dataset version -> config -> sources
     checkpoints/         ``models.checkpoint``
     tensorboard/         TensorBoard event files (rank 0)
-    bundle/              the serving bundle (``models.export``)
-    model.keras, saved_model/
+    bundle/              the serving bundle (``models.export``); ``bundle/model/`` is the SavedModel
+    model.keras          the trained network for Keras
     .lock                flock(2) held by the one process that writes the run
 
 The lock dies with its process, so a run is *running* exactly while its lock is held; a summary
@@ -29,6 +29,7 @@ import fcntl
 import os
 import re
 import secrets
+import shutil
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -65,7 +66,7 @@ class RunDir:
     tensorboard = property(lambda self: self.path / "tensorboard")
     bundle = property(lambda self: self.path / "bundle")
     model = property(lambda self: self.path / "model.keras")
-    saved_model = property(lambda self: self.path / "saved_model")
+    saved_model = property(lambda self: self.path / "bundle" / "model")
     lock_file = property(lambda self: self.path / ".lock")
 
     @contextlib.contextmanager
@@ -124,3 +125,30 @@ def fsync_dir(folder: Path) -> None:
         os.fsync(fd)
     finally:
         os.close(fd)
+
+
+@contextlib.contextmanager
+def atomic_path(path: Path) -> Iterator[Path]:
+    """A temporary sibling of ``path`` to write (a file or a folder); when the block ends without an
+    error it takes ``path``'s place in one rename, so a reader never sees half of it.
+
+    The temporary name keeps ``path``'s suffix (Keras wants ``.keras``)."""
+    path = Path(path)
+    tmp = path.with_name(f".tmp-{os.getpid()}-{path.name}")
+    _remove(tmp)
+    try:
+        yield tmp
+    except BaseException:
+        _remove(tmp)
+        raise
+    if path.is_dir():          # rename(2) cannot replace a folder that is not empty
+        shutil.rmtree(path)
+    os.replace(tmp, path)
+    fsync_dir(path.parent)
+
+
+def _remove(path: Path) -> None:
+    if path.is_dir():
+        shutil.rmtree(path)
+    elif path.exists():
+        path.unlink()

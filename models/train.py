@@ -21,9 +21,10 @@ import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
 from models import checkpoint, compression, data, export, networks  # noqa: E402
-from models.launch import RESTARTS_ENV, SUPERVISOR_HOST_ENV, SUPERVISOR_PID_ENV, process_alive  # noqa: E402
+from models.launch import RESTARTS_ENV, SUPERVISOR_HOST_ENV, SUPERVISOR_PID_ENV  # noqa: E402
+from models.supervise import process_alive  # noqa: E402
 from models.plan import TrainPlan  # noqa: E402
-from models.rundir import RunDir, atomic_write_text  # noqa: E402
+from models.rundir import RunDir, atomic_path, atomic_write_text  # noqa: E402
 
 #: exit code of a rank whose supervisor is gone
 ORPHANED = 70
@@ -268,15 +269,16 @@ def train(plan: TrainPlan) -> dict | None:
     log(f"[train] test_loss {test_loss:.4f}  test_accuracy {test_acc:.4f}")
     if rank != 0:
         return None
-    model.save(run.model)
-    model.export(str(run.saved_model), verbose=False)
-    bundle = export.write_bundle(model, plan, run.bundle)
+    with atomic_path(run.model) as path:
+        model.save(path)
+    with atomic_path(run.bundle) as path:     # the one SavedModel export: bundle/model
+        export.write_bundle(model, plan, path)
     metrics = {"world_size": size, "compression": plan.compression, "device": "GPU" if on_gpu else "CPU",
                "network": plan.network, "steps_per_epoch": steps, "global_batch": plan.batch_size * size,
                "bytes_per_step": bytes_per_step, "resumed_from_step": position.global_step,
                "logical_shards": plan.logical_shards, "restarts": json.loads(os.environ.get(RESTARTS_ENV, "[]")),
                "test_loss": test_loss, "test_accuracy": test_acc, "train_seconds": train_seconds,
-               "bundle": str(bundle), "history": history}
+               "bundle": str(run.bundle), "history": history}
     atomic_write_text(run.metrics, json.dumps(metrics, indent=2) + "\n")
     return metrics
 

@@ -16,7 +16,8 @@ import pytest
 
 from models import launch as launch_mod
 from models.config import TrainConfig
-from models.launch import RunFinished, TrainingFailed, launch, restart_world, run_processes
+from models.launch import RunFinished, TrainingFailed, launch, restart_world
+from models.supervise import run_processes
 from models.plan import TrainPlan
 from tests.models.helpers import REPO, rank_env
 
@@ -157,7 +158,7 @@ def test_more_ranks_than_logical_shards_raise_the_shards_for_the_run(tmp_path, f
 SUPERVISED = textwrap.dedent("""
     import sys
     from pathlib import Path
-    from models.launch import supervise
+    from models.supervise import supervise
     marker, log = sys.argv[1], Path(sys.argv[2])
     # a launcher that starts a "rank" in a session of its own, as horovodrun does, and both sleep
     cmd = [sys.executable, "-c", "import subprocess, sys, time; subprocess.Popen([sys.executable, '-c', "

@@ -11,7 +11,8 @@ import time
 import pytest
 
 from models import checkpoint
-from models.launch import launch, run_processes
+from models.launch import launch
+from models.supervise import run_processes
 from pipeline.job import prepare_only
 from tests.conftest import small_config, take_balanced
 from tests.models.helpers import REPO, horovodrun, plan_of, rank_env, rank_pids
