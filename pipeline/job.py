@@ -14,7 +14,7 @@ from pipeline.cluster import dask_client
 from pipeline.config import JobConfig
 from pipeline.errors import UserError
 from pipeline.prepare import Prepared, locate, prepare
-from pipeline.training import LaunchOptions, config_for, now, train
+from pipeline.training import LaunchOptions, check_network, config_for, now, train
 from pipeline.workdir import Workdir
 
 SUMMARY_KEYS = ("run_id", "state", "dataset_version", "n_train", "n_val", "n_test", "n_quarantined",
@@ -103,6 +103,8 @@ def run(config: JobConfig | None = None, workdir: str | Path = "dcpipe-work", wo
         cfg = _resolve(config_for(prepared, config), workers, np, cluster, compression, epochs)
     else:
         cfg = _resolve(config, workers, np, cluster, compression, epochs)
+        if cfg.source.kind != "text":    # the input shape is the schema's: check the network before any work
+            check_network(cfg.train.network, list(cfg.schema.image_shape), len(cfg.schema.labels), 0)
         prepared = prepare_only(cfg, work.path, log=log, show_progress=show_progress)
     summary = train(cfg, prepared, work, options, log=log, started=started)
     log(f"Summary ({Path(summary['run_dir']) / 'summary.json'}):\n{format_summary(summary)}")

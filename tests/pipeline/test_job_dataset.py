@@ -100,3 +100,15 @@ def test_a_cache_hit_starts_no_cluster(prepared, monkeypatch):
     monkeypatch.delenv("DASK_SCHEDULER_ADDRESS", raising=False)
     again = prepare_only(cfg.with_overrides(cluster={"kind": "address"}), workdir, log=lambda *_: None)
     assert again.cached and again.ref == first.ref
+
+
+def test_a_network_that_cannot_take_the_images_fails_before_any_cluster(tmp_path, small_csv, monkeypatch):
+    """A token network on an image source: refused first (an `address` cluster with no scheduler
+    would be the error otherwise), and no run folder is made."""
+    from pipeline.job import run
+    monkeypatch.delenv("DASK_SCHEDULER_ADDRESS", raising=False)
+    cfg = small_config(small_csv, train={"network": "text_transformer"}, cluster={"kind": "address"})
+    with pytest.raises(UserError, match=r"train.network: text_transformer cannot take inputs of shape \[28, 28, 1\] "
+                                        r"\(.*needs vocab_size >= 3.*\); choose another train.network"):
+        run(cfg, workdir=tmp_path / "work", log=lambda *_: None)
+    assert not (tmp_path / "work" / "runs").exists()
