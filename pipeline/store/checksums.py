@@ -21,6 +21,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
+from models.rundir import fsync_dir
 from pipeline.provenance import file_sha256 as file_digest
 from pipeline.store.layout import CHECKSUMS, DATA, MANIFEST
 
@@ -57,16 +58,8 @@ def _digest_and_sync(path: Path, block: int = 1 << 20) -> str:
 def fsync_folders(folder: Path) -> None:
     """fsync every folder under ``folder`` (deepest first) and ``folder`` itself."""
     for path in sorted((p for p in folder.rglob("*") if p.is_dir()), key=lambda p: -len(p.parts)):
-        _fsync_dir(path)
-    _fsync_dir(folder)
-
-
-def _fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
+        fsync_dir(path)
+    fsync_dir(folder)
 
 
 def digest_files(folder: Path, relpaths: list[str], threads: int = 2, sync: bool = False) -> dict[str, str]:

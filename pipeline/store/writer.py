@@ -18,6 +18,7 @@ from pathlib import Path
 
 import xarray as xr
 
+from models.rundir import fsync_dir
 from pipeline.config import StoreConfig
 from pipeline.errors import UserError
 from pipeline.store import checksums
@@ -46,14 +47,6 @@ def _writable_folder(root: Path, name: str) -> Path:
         raise UserError(f"{folder}: cannot write the dataset store ({exc.strerror}); "
                         "choose a writable --workdir or store root") from None
     return folder
-
-
-def _fsync(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 def _write_data(ds: xr.Dataset, quarantine, staging: Path, cfg: StoreConfig) -> dict:
@@ -115,7 +108,7 @@ def publish(ds: xr.Dataset, quarantine, manifest: dict, ref: DatasetRef, cfg: St
             fh.write(json.dumps(committed, indent=2) + "\n")
             fh.flush()
             os.fsync(fh.fileno())
-        _fsync(staging)
+        fsync_dir(staging)
         os.rename(staging, ref.path)   # the commit: the version appears whole, or not at all
-        _fsync(folder)
+        fsync_dir(folder)
     return Publication(ref, committed, reused=False)

@@ -110,6 +110,28 @@ def test_killed_run_resumes_mid_epoch_to_completion(prepared):
     assert traced.returncode == 0 and f"dataset  {ref}" in traced.stdout, traced.stderr
 
 
+@pytest.mark.horovod
+def test_sigterm_ends_the_run_as_interrupted_and_leaves_no_process(prepared, tmp_path):
+    tmp, ref, _ = prepared
+    horovodrun()
+    work = tmp_path / "work"
+    shutil.copytree(tmp / "work" / "datasets", work / "datasets")
+    proc = subprocess.Popen(_dcpipe("train", "--dataset", str(ref), "--workdir", str(work), "--epochs", "20"),
+                            env=rank_env(), cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        deadline = time.monotonic() + 240
+        while time.monotonic() < deadline and not list(work.glob("runs/*/history.json")):
+            time.sleep(0.1)
+    finally:
+        proc.terminate()                   # SIGTERM, as `kill`, systemd or a SLURM time limit sends it
+        out, _ = proc.communicate(timeout=60)
+    (run_dir,) = work.glob("runs/*")
+    assert proc.returncode == 143, out[-2000:]
+    assert json.loads((run_dir / "summary.json").read_text())["state"] == "interrupted"
+    assert _processes_of(run_dir) == []
+    assert "[launch] signal 15: ended the ranks" in (run_dir / "train.log").read_text()
+
+
 def _finished_runs(work) -> list[str]:
     return sorted(p.parent.name for p in (work / "runs").glob("*/metrics.json"))
 
