@@ -17,7 +17,7 @@ import pytest
 from models import launch as launch_mod
 from models.config import TrainConfig
 from models.launch import RunFinished, TrainingFailed, launch, restart_world
-from models.supervise import run_processes
+from models.supervise import descendants, run_processes
 from models.plan import TrainPlan
 from tests.models.helpers import REPO, rank_env
 
@@ -86,7 +86,7 @@ def test_the_processes_of_a_run_are_its_ranks_not_the_application_that_names_the
              60: (me, b"horovodrun\0-np\02"), 61: (60, b"sh\0-c\0env ... python -m models.train PLAN"),
              62: (61, b"python\0-m\0models.train\0PLAN"), 70: (1, b"python\0-m\0models.train\0OTHER")}
     assert sorted(run_processes("PLAN", table)) == [61, 62]
-    assert sorted(launch_mod.descendants(me, table)) == [60, 61, 62]
+    assert sorted(descendants(me, table)) == [60, 61, 62]
 
 
 # -- the restart loop, over a stand-in launcher ------------------------------------------------
