@@ -170,28 +170,29 @@ def train(cfg: JobConfig, prepared: Prepared, workdir: Workdir, options: LaunchO
     started = started or {"clock": time.perf_counter(), "at": now()}
     world = cfg.train.np or default_np()
     resumed = _resumable(workdir, prepared, options.resume) if options.resume else None
+    plan = None
     if resumed is None:
         check_shares(cfg, prepared.manifest, world)
-        inputs = plan_input(prepared.ref, prepared.manifest, cfg.train.network)
-        check_network(cfg.train.network, inputs["input_shape"], len(prepared.manifest["config"]["schema"]["labels"]),
-                      inputs["vocab_size"])
+        plan = plan_for(cfg, prepared.ref, Path())       # its run_dir is set once the folder exists
+        check_network(plan.network, plan.input_shape, plan.n_classes, plan.vocab_size)
     store.check_ready(prepared.ref, full=options.verify)
     run = resumed or workdir.new_run()
     try:
         with run.lock():
-            return _train_in(run, cfg, prepared, world, options, log, started, resumed is not None)
+            return _train_in(run, cfg, prepared, plan, world, options, log, started)
     except RunBusy as exc:
         raise UserError(f"--resume: {exc}; wait for it to end, or stop it first") from None
 
 
-def _train_in(run: RunDir, cfg: JobConfig, prepared: Prepared, world: int, options: LaunchOptions, log,
-              started: dict, resuming: bool) -> dict:
+def _train_in(run: RunDir, cfg: JobConfig, prepared: Prepared, plan: TrainPlan | None, world: int,
+              options: LaunchOptions, log, started: dict) -> dict:
+    resuming = plan is None
     if resuming:   # the run goes on as it was planned; only the checkpoint is new
         plan = replace(TrainPlan.load(run.plan), resume=True)
         cfg = cfg.with_overrides(train=plan.train.model_dump())
     else:
         atomic_write_text(run.config, dump_yaml(cfg))
-        plan = plan_for(cfg, prepared.ref, run.path)
+        plan = replace(plan, run_dir=str(run.path))
     summary = _record(run, _summary(run, prepared, cfg, world, started))
     log(f"Run {run.id}: training on {prepared.ref} in {run.path}" + (" (resuming)" if resuming else ""))
     try:
