@@ -10,6 +10,7 @@ then finished / failed / interrupted) and ``lineage.json``.
 from __future__ import annotations
 
 import json
+import os
 import time
 from dataclasses import dataclass, replace
 from datetime import datetime, timezone
@@ -97,6 +98,7 @@ def plan_for(cfg: JobConfig, ref: store.DatasetRef, run_dir: Path, resume: bool 
 def check_network(network: str, input_shape: list[int], n_classes: int, vocab_size: int) -> None:
     """Build the network once here, so that a network that cannot take the input fails in one line
     before any rank starts (not inside every rank)."""
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")   # TensorFlow's start-up notes are not errors
     from models import networks   # TensorFlow: only once the cheap checks have passed
     try:
         networks.build(network, tuple(input_shape), n_classes, vocab_size=vocab_size)
@@ -170,12 +172,12 @@ def train(cfg: JobConfig, prepared: Prepared, workdir: Workdir, options: LaunchO
     started = started or {"clock": time.perf_counter(), "at": now()}
     world = cfg.train.np or default_np()
     resumed = _resumable(workdir, prepared, options.resume) if options.resume else None
+    store.check_ready(prepared.ref, full=options.verify)
     plan = None
     if resumed is None:
         check_shares(cfg, prepared.manifest, world)
         plan = plan_for(cfg, prepared.ref, Path())       # its run_dir is set once the folder exists
         check_network(plan.network, plan.input_shape, plan.n_classes, plan.vocab_size)
-    store.check_ready(prepared.ref, full=options.verify)
     run = resumed or workdir.new_run()
     try:
         with run.lock():
