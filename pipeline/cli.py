@@ -82,6 +82,7 @@ def _parser() -> argparse.ArgumentParser:
     lin = sub.add_parser("lineage", parents=[common], help="model -> run -> dataset version -> config -> sources")
     lin.add_argument("run", metavar="RUN", help="run id (under WORKDIR/runs) or run folder")
     lin.add_argument("--workdir", default="dcpipe-work", help="working folder (default: ./dcpipe-work)")
+    _serving_parsers(sub, common)
     return parser
 
 
@@ -94,6 +95,8 @@ def _dispatch(args: argparse.Namespace) -> int:
         return datasets_cli.datasets(args) if args.command == "datasets" else datasets_cli.lineage_(args)
     if args.command == "runs":
         return _runs(args)
+    if args.command in SERVING_COMMANDS:
+        return _serving(args)
     from pipeline.job import prepare_only, run
     for flag in ("workers", "np", "epochs"):
         value = getattr(args, flag, None)
@@ -110,6 +113,33 @@ def _dispatch(args: argparse.Namespace) -> int:
         launcher=args.launcher, hosts=args.hosts, resume=args.resume, compression=args.compression,
         epochs=args.epochs, verify=args.verify)
     return 0
+
+
+# --- serving: `dcpipe serve` (and `dcpipe predict`), kept in this one block -------------------------
+SERVING_COMMANDS = ("serve",)
+
+
+def _serving_parsers(sub, common: argparse.ArgumentParser) -> None:
+    srv = sub.add_parser("serve", parents=[common], help="serve finished runs over HTTP (KServe v2, TF Serving "
+                         "REST, /metrics); see docs/serving.md")
+    srv.add_argument("run", metavar="RUN", help="run id (see `dcpipe runs list`) or run folder")
+    srv.add_argument("--run", dest="more_runs", action="append", default=[], metavar="RUN",
+                     help="one more run to serve (repeatable)")
+    srv.add_argument("--workdir", default="dcpipe-work", help="working folder (default: ./dcpipe-work)")
+    srv.add_argument("--config", help="YAML config whose serve section is used; default: the built-in one")
+    srv.add_argument("--host", help="address to listen on (default: serve.host, 127.0.0.1)")
+    srv.add_argument("--port", type=int, help="TCP port (default: serve.port, 8500)")
+
+
+def _serving(args: argparse.Namespace) -> int:
+    from pipeline.serve.server import serve
+    cfg = load_config(args.config)
+    flags = {k: v for k, v in (("host", args.host), ("port", args.port)) if v is not None}
+    if flags:
+        cfg = cfg.with_overrides(serve=flags)
+    serve([args.run, *args.more_runs], args.workdir, cfg.serve)
+    return 0
+# --- end of serving ---------------------------------------------------------------------------------
 
 
 def _runs(args: argparse.Namespace) -> int:
