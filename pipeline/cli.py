@@ -116,7 +116,7 @@ def _dispatch(args: argparse.Namespace) -> int:
 
 
 # --- serving: `dcpipe serve` (and `dcpipe predict`), kept in this one block -------------------------
-SERVING_COMMANDS = ("serve",)
+SERVING_COMMANDS = ("serve", "predict")
 
 
 def _serving_parsers(sub, common: argparse.ArgumentParser) -> None:
@@ -129,11 +129,27 @@ def _serving_parsers(sub, common: argparse.ArgumentParser) -> None:
     srv.add_argument("--config", help="YAML config whose serve section is used; default: the built-in one")
     srv.add_argument("--host", help="address to listen on (default: serve.host, 127.0.0.1)")
     srv.add_argument("--port", type=int, help="TCP port (default: serve.port, 8500)")
+    prd = sub.add_parser("predict", parents=[common], help="predict a stored dataset version with a run on the "
+                         "Dask cluster; writes <name>-predictions and prints the accuracy")
+    prd.add_argument("run", metavar="RUN", help="run id (see `dcpipe runs list`) or run folder")
+    prd.add_argument("--dataset", required=True, metavar="NAME@VERSION[:SPLIT]",
+                     help="the version to predict (a version, prefix, tag or latest); SPLIT: train, val, test "
+                          "(the default) or all")
+    prd.add_argument("--workdir", default="dcpipe-work", help="working folder (default: ./dcpipe-work)")
+    prd.add_argument("--config", help="YAML config whose cluster and store sections are used")
+    prd.add_argument("--workers", type=int, help="Dask workers (default: cluster.workers)")
+    prd.add_argument("--cluster", choices=CLUSTER_KINDS, help="Dask cluster kind (default: cluster.kind)")
 
 
 def _serving(args: argparse.Namespace) -> int:
-    from pipeline.serve.server import serve
     cfg = load_config(args.config)
+    if args.command == "predict":
+        from pipeline.predict import predict
+        cluster = {k: v for k, v in (("kind", args.cluster), ("workers", args.workers)) if v is not None}
+        done = predict(args.run, args.dataset, args.workdir, cfg.with_overrides(cluster=cluster) if cluster else cfg)
+        print(done.ref)
+        return 0
+    from pipeline.serve.server import serve
     flags = {k: v for k, v in (("host", args.host), ("port", args.port)) if v is not None}
     if flags:
         cfg = cfg.with_overrides(serve=flags)
