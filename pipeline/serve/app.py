@@ -8,6 +8,7 @@ from __future__ import annotations
 import contextlib
 import json
 import time
+from dataclasses import dataclass
 
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, Response
@@ -42,21 +43,35 @@ async def json_body(request: Request) -> dict:
     return body
 
 
-async def answer(model: ServedModel, instances: list, where: str, metrics) -> tuple[list, list]:
-    """Labels and probabilities of ``instances``: from the cache, else checked and batched."""
-    nonempty(instances, where)
-    keys = [(model.digest, instance_key(inst)) for inst in instances]
-    found = [model.cache.get(k) for k in keys]
-    misses = [i for i, hit in enumerate(found) if hit is None]
-    rows = model.records.stack([model.records.row(instances[i], f"{where}[{i}]") for i in misses]) if misses else None
-    metrics.cache_hits.labels(model.name).inc(len(instances) - len(misses))
-    metrics.cache_misses.labels(model.name).inc(len(misses))
-    if misses:
-        probs = await model.batcher.submit(rows)
-        for i, p, label in zip(misses, probs, model.labels_of(probs)):
-            found[i] = (label, p.tolist())
-            model.cache.put(keys[i], found[i])
-    return [f[0] for f in found], [f[1] for f in found]
+@dataclass
+class Pending:
+    """One request's instances after the cache lookup and the checks: hits answered, misses as rows."""
+
+    model: ServedModel
+    keys: list
+    found: list
+    misses: list[int]
+    rows: object
+
+    @classmethod
+    def of(cls, model: ServedModel, instances: list, where: str, metrics) -> "Pending":
+        nonempty(instances, where)
+        keys = [(model.digest, instance_key(inst)) for inst in instances]
+        found = [model.cache.get(k) for k in keys]
+        misses = [i for i, hit in enumerate(found) if hit is None]
+        rows = model.records.stack([model.records.row(instances[i], f"{where}[{i}]") for i in misses]) if misses else None
+        metrics.cache_hits.labels(model.name).inc(len(instances) - len(misses))
+        metrics.cache_misses.labels(model.name).inc(len(misses))
+        return cls(model, keys, found, misses, rows)
+
+    async def answer(self) -> tuple[list, list]:
+        """Labels and probabilities of every instance: the misses through the batcher, then cached."""
+        if self.misses:
+            probs = await self.model.batcher.submit(self.rows)
+            for i, p, label in zip(self.misses, probs, self.model.labels_of(probs)):
+                self.found[i] = (label, p.tolist())
+                self.model.cache.put(self.keys[i], self.found[i])
+        return [f[0] for f in self.found], [f[1] for f in self.found]
 
 
 def create_app(registry: ModelRegistry, runs: list[str]) -> FastAPI:
@@ -101,9 +116,10 @@ def create_app(registry: ModelRegistry, runs: list[str]) -> FastAPI:
     async def infer(name: str, request: Request):
         start, model = time.perf_counter(), model_of(name)
         with _timed(metrics, model.name, "v2", start):
-            body = await json_body(request)
-            labels, probs = await answer(model, v2_instances(body.get("inputs"), model.records), "inputs[0]",
-                                         metrics)
+            with model.batcher.expect():
+                body = await json_body(request)
+                pending = Pending.of(model, v2_instances(body.get("inputs"), model.records), "inputs[0]", metrics)
+            labels, probs = await pending.answer()
             k = len(model.bundle.labels)
             out = {"model_name": model.name, "model_version": model.digest,
                    "outputs": [{"name": "label", "shape": [len(labels)], "data": labels,
@@ -112,17 +128,19 @@ def create_app(registry: ModelRegistry, runs: list[str]) -> FastAPI:
                                 "data": [v for p in probs for v in p]}]}
             if "id" in body:
                 out["id"] = body["id"]
-            return out
+            return JSONResponse(out)
 
     @app.post("/v1/models/{name}:predict")
     async def predict(name: str, request: Request):
         start, model = time.perf_counter(), model_of(name)
         with _timed(metrics, model.name, "v1", start):
-            body = await json_body(request)
-            if "instances" not in body:
-                raise BadInput("body: expected {\"instances\": [...]} (TF Serving's row format)")
-            labels, probs = await answer(model, body["instances"], "instances", metrics)
-            return {"predictions": labels, "probabilities": probs}
+            with model.batcher.expect():
+                body = await json_body(request)
+                if "instances" not in body:
+                    raise BadInput("body: expected {\"instances\": [...]} (TF Serving's row format)")
+                pending = Pending.of(model, body["instances"], "instances", metrics)
+            labels, probs = await pending.answer()
+            return JSONResponse({"predictions": labels, "probabilities": probs})
 
     @app.post("/v2/repository/models/{name}/load")
     async def load(name: str):

@@ -1,6 +1,7 @@
 """The dynamic batcher: requests wait at most ``max_wait_ms`` for a batch of at most ``max_batch_size``.
 
-Each batch is padded (repeating its first row) to the next of a few fixed sizes, the powers of two
+The wait is cut short when no other request for the model is in flight (``arriving``), so a lone
+request is not delayed for company that cannot come. Each batch is padded (repeating its first row) to the next of a few fixed sizes, the powers of two
 up to ``max_batch_size``, so the model sees few shapes and never retraces; a request past
 ``max_queue`` waiting ones is refused at once (``Overloaded``, a 503) instead of stalling.
 
@@ -13,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import bisect
+import contextlib
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -67,6 +69,7 @@ class Batcher:
         self._queue: asyncio.Queue = asyncio.Queue(maxsize=max_queue)
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="dcpipe-model")
         self._task: asyncio.Task | None = None
+        self.arriving = 0        # requests being read and checked, not yet submitted (``expect``)
 
     @property
     def depth(self) -> int:
@@ -83,6 +86,15 @@ class Batcher:
         while not self._queue.empty():
             self._queue.get_nowait().future.cancel()
         self._executor.shutdown(wait=False)
+
+    @contextlib.contextmanager
+    def expect(self):
+        """Mark one request as on its way (read, checked, then submitted or refused)."""
+        self.arriving += 1
+        try:
+            yield
+        finally:
+            self.arriving -= 1
 
     async def submit(self, rows) -> np.ndarray:
         """Probabilities of ``rows``; ``Overloaded`` at once when ``max_queue`` requests wait."""
@@ -115,7 +127,7 @@ class Batcher:
                 job = self._queue.get_nowait()
             except asyncio.QueueEmpty:
                 remaining = deadline - loop.time()
-                if remaining <= 0:
+                if remaining <= 0 or self.arriving == 0:
                     break
                 try:
                     job = await asyncio.wait_for(self._queue.get(), remaining)
