@@ -56,10 +56,11 @@ class Pending:
     @classmethod
     def of(cls, model: ServedModel, instances: list, where: str, metrics) -> "Pending":
         nonempty(instances, where)
-        keys = [(model.digest, instance_key(inst)) for inst in instances]
+        checked = [model.records.row(inst, f"{where}[{i}]") for i, inst in enumerate(instances)]
+        keys = [(model.digest, instance_key(row)) for row in checked]
         found = [model.cache.get(k) for k in keys]
         misses = [i for i, hit in enumerate(found) if hit is None]
-        rows = model.records.stack([model.records.row(instances[i], f"{where}[{i}]") for i in misses]) if misses else None
+        rows = model.records.stack([checked[i] for i in misses]) if misses else None
         metrics.cache_hits.labels(model.name).inc(len(instances) - len(misses))
         metrics.cache_misses.labels(model.name).inc(len(misses))
         return cls(model, keys, found, misses, rows)

@@ -1,6 +1,8 @@
 """The response cache: answers keyed by (bundle content hash, sha256 of the instance's bytes).
 
-A new bundle has a new hash, so it never serves an old model's answers.
+The instance's bytes are those of the checked record (float32 values, or the text as UTF-8), so
+``[1, 2]`` and ``"1,2"`` are one entry. A new bundle has a new hash: it never serves an old
+model's answers.
 
 >>> cache = AnswerCache(capacity=2)
 >>> cache.put(("b1", "x"), 1); cache.put(("b1", "y"), 2); cache.put(("b1", "z"), 3)
@@ -10,15 +12,14 @@ A new bundle has a new hash, so it never serves an old model's answers.
 from __future__ import annotations
 
 import hashlib
-import json
 import threading
 from collections import OrderedDict
 
 
-def instance_key(instance) -> str:
-    """sha256 of the instance's canonical JSON bytes."""
-    raw = json.dumps(instance, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
-    return hashlib.sha256(raw.encode()).hexdigest()
+def instance_key(row) -> str:
+    """sha256 of a checked instance's bytes: a float32 row, or a text."""
+    raw = row.encode() if isinstance(row, str) else row.tobytes()
+    return hashlib.sha256(raw).hexdigest()
 
 
 class AnswerCache:

@@ -46,7 +46,10 @@ class TableRecords:
         if len(values) != self.n_values:
             raise BadInput(f"{where}: expected {self.n_values} numeric fields (the record without its label), "
                            f"got {len(values)}")
-        row = np.asarray(values, dtype=np.float64)
+        try:
+            row = np.asarray(values, dtype=np.float64)
+        except OverflowError:                                 # an int past float64's range
+            row = np.array([v if abs(v) < 1e308 else np.inf for v in values], dtype=np.float64)
         bad = np.flatnonzero(~np.isfinite(row) | (row < self.value_min) | (row > self.value_max))
         if bad.size:
             raise BadInput(f"{where}: field {bad[0]} is {values[bad[0]]!r}, outside the schema's range "
@@ -62,9 +65,10 @@ class TableRecords:
                 raise BadInput(f"{where}: a CSV record must hold numbers only (got {instance[:40]!r})") from None
         if not isinstance(instance, list):
             raise BadInput(f"{where}: expected a list of numbers or a CSV line (got {type(instance).__name__})")
-        for j, value in enumerate(instance):
-            if isinstance(value, bool) or not isinstance(value, (int, float)):
-                raise BadInput(f"{where}: field {j} must be a number (got {type(value).__name__} {value!r:.40})")
+        if not set(map(type, instance)) <= {int, float}:      # the fast check; then find the culprit
+            for j, value in enumerate(instance):
+                if isinstance(value, bool) or not isinstance(value, (int, float)):
+                    raise BadInput(f"{where}: field {j} must be a number (got {type(value).__name__} {value!r:.40})")
         return instance
 
     def input_meta(self) -> dict:

@@ -22,6 +22,7 @@ TABLE = TableRecords(n_values=4, value_min=0, value_max=255)
     ([[1, 2, 3, 300]], r"field 3 is 300, outside the schema's range \[value_min 0, value_max 255\]"),
     ([[1, 2, 3, -1]], r"field 3 is -1, outside"),                                 # below value_min
     ([[1, 2, 3, float("nan")]], r"field 3 is nan, outside"),                      # NaN from Python
+    ([[1, 2, 3, 10 ** 400]], r"field 3 is 1000.*, outside"),                      # an int past float64
     (["1,2,x,4"], r"a CSV record must hold numbers only"),                         # a bad CSV line
     ([{"a": 1}], r"expected a list of numbers or a CSV line \(got dict\)"),       # an object
     ([], r"instances: no instances"),                                             # empty
@@ -117,7 +118,7 @@ def test_batcher_batches_pads_and_refuses_past_the_queue():
 
 def test_cache_is_an_lru_keyed_by_bundle_and_bytes():
     cache = AnswerCache(2)
-    a, b = instance_key([1, 2]), instance_key([1, 2.5])
+    a, b = instance_key(TABLE.row([1, 2, 3, 4], "x")), instance_key(TABLE.row([1, 2, 3, 4.5], "x"))
     cache.put(("h1", a), "A")
     assert cache.get(("h2", a)) is None                   # another bundle: a miss
     assert cache.get(("h1", a)) == "A"
@@ -125,4 +126,4 @@ def test_cache_is_an_lru_keyed_by_bundle_and_bytes():
     cache.put(("h1", "c"), "C")                           # evicts the least recently used (a)
     assert cache.get(("h1", a)) is None and cache.get(("h1", b)) == "B"
     assert cache.stats() == {"hits": 2, "misses": 2, "size": 2, "capacity": 2, "hit_ratio": 0.5}
-    assert instance_key([1, 2]) == instance_key(json.loads("[1, 2]"))
+    assert a == instance_key(TABLE.row("1,2,3,4", "x"))               # a list and a CSV line: one entry
