@@ -4,10 +4,11 @@ dataset's feature transform as JSON, so raw records go in and class scores come 
 Layout::
 
     bundle/model/           tf.saved_model with a ``serve`` endpoint (images or token ids -> logits)
-    bundle/transform.json   {"kind": "pixel_scale", "value_min", "value_max", "image_shape",
-                             "n_fields", "label_column", "labels"}, or for text
+    bundle/transform.json   {"kind": "image_features", "features": <the dataset's fitted FeatureTransform>,
+                             "x_var", "n_fields", "label_column", "labels"}, or for text
                             {"kind": "text_sequence", "clean": <clean.text policy>,
-                             "features": <the fitted FeatureTransform>, "labels"}
+                             "features": <the fitted FeatureTransform>, "labels"};
+                            bundles written before image_features say {"kind": "pixel_scale", ...}
     bundle/bundle.json      what was trained on what: dataset version, network, compression
 
 >>> bundle = load_bundle("runs/<id>/bundle")        # doctest: +SKIP
@@ -82,12 +83,42 @@ class TextSequence:
         return cls(TextPolicy.model_validate(spec["clean"]), FeatureTransform.from_dict(spec["features"]))
 
 
-TRANSFORMS = {"pixel_scale": PixelScale, "text_sequence": TextSequence}
+@dataclass(frozen=True)
+class ImageFeatures:
+    """Raw numeric records -> model input through the dataset's stored fitted ``pixels`` transform:
+    the same object (and the same ``apply``) that prepared the training images."""
+
+    features: object       # pipeline.transforms.FeatureTransform, fitted
+    x_var: str             # the group the network takes, e.g. "image"
+    n_fields: int          # fields in a raw record, label included
+    label_column: int
+
+    @property
+    def group(self):
+        return next(t for t in self.features.transforms if t.name == self.x_var)
+
+    value_min = property(lambda self: self.group.value_min)
+    value_max = property(lambda self: self.group.value_max)
+
+    def __call__(self, records) -> np.ndarray:
+        """``records``: (n, n_fields) with the label, or (n, n_fields - 1) without it."""
+        records = np.asarray(records, dtype=np.float32)
+        if records.shape[1] == self.n_fields:
+            records = np.delete(records, self.label_column % self.n_fields, axis=1)
+        return self.group.apply(pd.DataFrame(records, columns=self.group.state["columns"]))
+
+    @classmethod
+    def from_spec(cls, spec: dict) -> "ImageFeatures":
+        from pipeline.transforms import FeatureTransform
+        return cls(FeatureTransform.from_dict(spec["features"]), spec["x_var"], spec["n_fields"], spec["label_column"])
+
+
+TRANSFORMS = {"image_features": ImageFeatures, "pixel_scale": PixelScale, "text_sequence": TextSequence}
 
 
 @dataclass(frozen=True)
 class Bundle:
-    transform: PixelScale | TextSequence
+    transform: ImageFeatures | PixelScale | TextSequence
     labels: list
     model: object          # the loaded SavedModel; it owns the variables ``serve`` reads
 

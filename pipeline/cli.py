@@ -82,6 +82,7 @@ def _parser() -> argparse.ArgumentParser:
     lin = sub.add_parser("lineage", parents=[common], help="model -> run -> dataset version -> config -> sources")
     lin.add_argument("run", metavar="RUN", help="run id (under WORKDIR/runs) or run folder")
     lin.add_argument("--workdir", default="dcpipe-work", help="working folder (default: ./dcpipe-work)")
+    _serving_parsers(sub, common)
     return parser
 
 
@@ -94,6 +95,8 @@ def _dispatch(args: argparse.Namespace) -> int:
         return datasets_cli.datasets(args) if args.command == "datasets" else datasets_cli.lineage_(args)
     if args.command == "runs":
         return _runs(args)
+    if args.command in SERVING_COMMANDS:
+        return _serving(args)
     from pipeline.job import prepare_only, run
     for flag in ("workers", "np", "epochs"):
         value = getattr(args, flag, None)
@@ -110,6 +113,49 @@ def _dispatch(args: argparse.Namespace) -> int:
         launcher=args.launcher, hosts=args.hosts, resume=args.resume, compression=args.compression,
         epochs=args.epochs, verify=args.verify)
     return 0
+
+
+# --- serving: `dcpipe serve` (and `dcpipe predict`), kept in this one block -------------------------
+SERVING_COMMANDS = ("serve", "predict")
+
+
+def _serving_parsers(sub, common: argparse.ArgumentParser) -> None:
+    srv = sub.add_parser("serve", parents=[common], help="serve finished runs over HTTP (KServe v2, TF Serving "
+                         "REST, /metrics); see docs/serving.md")
+    srv.add_argument("run", metavar="RUN", help="run id (see `dcpipe runs list`) or run folder")
+    srv.add_argument("--run", dest="more_runs", action="append", default=[], metavar="RUN",
+                     help="one more run to serve (repeatable)")
+    srv.add_argument("--workdir", default="dcpipe-work", help="working folder (default: ./dcpipe-work)")
+    srv.add_argument("--config", help="YAML config whose serve section is used; default: the built-in one")
+    srv.add_argument("--host", help="address to listen on (default: serve.host, 127.0.0.1)")
+    srv.add_argument("--port", type=int, help="TCP port (default: serve.port, 8500)")
+    prd = sub.add_parser("predict", parents=[common], help="predict a stored dataset version with a run on the "
+                         "Dask cluster; writes <name>-predictions and prints the accuracy")
+    prd.add_argument("run", metavar="RUN", help="run id (see `dcpipe runs list`) or run folder")
+    prd.add_argument("--dataset", required=True, metavar="NAME@VERSION[:SPLIT]",
+                     help="the version to predict (a version, prefix, tag or latest); SPLIT: train, val, test "
+                          "(the default) or all")
+    prd.add_argument("--workdir", default="dcpipe-work", help="working folder (default: ./dcpipe-work)")
+    prd.add_argument("--config", help="YAML config whose cluster and store sections are used")
+    prd.add_argument("--workers", type=int, help="Dask workers (default: cluster.workers)")
+    prd.add_argument("--cluster", choices=CLUSTER_KINDS, help="Dask cluster kind (default: cluster.kind)")
+
+
+def _serving(args: argparse.Namespace) -> int:
+    cfg = load_config(args.config)
+    if args.command == "predict":
+        from pipeline.predict import predict
+        cluster = {k: v for k, v in (("kind", args.cluster), ("workers", args.workers)) if v is not None}
+        done = predict(args.run, args.dataset, args.workdir, cfg.with_overrides(cluster=cluster) if cluster else cfg)
+        print(done.ref)
+        return 0
+    from pipeline.serve.server import serve
+    flags = {k: v for k, v in (("host", args.host), ("port", args.port)) if v is not None}
+    if flags:
+        cfg = cfg.with_overrides(serve=flags)
+    serve([args.run, *args.more_runs], args.workdir, cfg.serve)
+    return 0
+# --- end of serving ---------------------------------------------------------------------------------
 
 
 def _runs(args: argparse.Namespace) -> int:

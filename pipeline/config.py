@@ -264,6 +264,19 @@ class ClusterConfig(_Section):
     kubernetes: KubernetesClusterConfig = KubernetesClusterConfig()
 
 
+class ServeConfig(_Section):
+    """``dcpipe serve``: the HTTP address, the dynamic batcher and the response cache (docs/serving.md)."""
+    host: str = Field("127.0.0.1", description="address to listen on; 0.0.0.0 for every interface")
+    port: int = Field(8500, ge=0, le=65535, description="TCP port; 0 = any free port")
+    max_batch_size: int = Field(32, ge=1, le=4096, description="most instances in one model call; "
+                                "batches are padded to powers of two up to it; 1 = no batching")
+    max_wait_ms: float = Field(2.0, ge=0, le=10_000, description="how long the first request of a batch "
+                               "waits for others before the batch runs")
+    max_queue: int = Field(256, ge=1, description="requests waiting for the model; one more is answered 503 at once")
+    cache_size: int = Field(10_000, ge=0, description="answers kept per process (LRU, keyed by bundle hash "
+                            "and instance bytes); 0 = no cache")
+
+
 class JobConfig(_Section):
     seed: int = Field(0, ge=0, description="seeds the split, the augmentation and the model")
     dataset: DatasetConfig = DatasetConfig()
@@ -277,6 +290,7 @@ class JobConfig(_Section):
     store: StoreConfig = StoreConfig()
     train: TrainConfig = TrainConfig()
     cluster: ClusterConfig = ClusterConfig()
+    serve: ServeConfig = ServeConfig()
 
     model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
 

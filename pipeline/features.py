@@ -140,7 +140,7 @@ def resolve_features(cfg: JobConfig) -> FeaturesConfig:
     return cfg.features
 
 
-#: pixels options the serving bundle (``models.export.PixelScale``) reproduces from the schema
+#: pixels options that must equal the schema's (bundles before ``image_features`` rebuilt them from it)
 SERVED_AS_SCHEMA = ("shape", "value_min", "value_max", "resize", "layout")
 
 

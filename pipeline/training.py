@@ -55,16 +55,16 @@ def config_for(prepared: Prepared, cfg: JobConfig | None) -> JobConfig:
     return cfg
 
 
-def transform_of(manifest: dict, features: dict | None = None) -> dict:
-    """The feature transform a raw record needs before the network: the stored pixel scaling, or
-    (text, ``features`` = the fitted transform) the text cleaning and the fitted token sequence."""
+def transform_of(manifest: dict, features: dict, x_var: str) -> dict:
+    """The feature transform a raw record needs before the network, for the serving bundle: the
+    dataset's stored fitted ``features`` (the same object that prepared the training data), with the
+    text cleaning for text."""
     config = manifest["config"]
     schema = config["schema"]
-    if features is not None:
+    if x_var == "tokens":
         return {"kind": "text_sequence", "clean": config["clean"]["text"], "features": features,
                 "labels": list(schema["labels"])}
-    return {"kind": "pixel_scale", "value_min": schema["value_min"], "value_max": schema["value_max"],
-            "image_shape": list(schema["image_shape"]), "n_fields": schema["n_fields"],
+    return {"kind": "image_features", "features": features, "x_var": x_var, "n_fields": schema["n_fields"],
             "label_column": schema["label_column"], "labels": list(schema["labels"])}
 
 
@@ -77,13 +77,12 @@ def plan_input(ref: store.DatasetRef, manifest: dict, network: str) -> dict:
         fix = ", ".join(TOKEN_NETWORKS) if x_var == "tokens" else "cnn, mlp or transformer"
         raise UserError(f"train.network: {network} takes {takes} but dataset {ref} stores {x_var!r}; "
                         f"set train.network to {fix}")
-    if x_var == "image":
-        return {"x_var": x_var, "input_shape": list(variables[x_var]["shape"][1:]), "vocab_size": 0,
-                "transform": transform_of(manifest)}
     features = json.loads(store.open_version(ref).attrs["features"])
-    vocabulary = next(t for t in features["transforms"] if t["name"] == x_var)["state"]["vocabulary"]
-    return {"x_var": x_var, "input_shape": list(variables[x_var]["shape"][1:]), "vocab_size": len(vocabulary),
-            "transform": transform_of(manifest, features)}
+    vocab_size = 0
+    if x_var == "tokens":
+        vocab_size = len(next(t for t in features["transforms"] if t["name"] == x_var)["state"]["vocabulary"])
+    return {"x_var": x_var, "input_shape": list(variables[x_var]["shape"][1:]), "vocab_size": vocab_size,
+            "transform": transform_of(manifest, features, x_var)}
 
 
 def plan_for(cfg: JobConfig, ref: store.DatasetRef, run_dir: Path, resume: bool = False) -> TrainPlan:

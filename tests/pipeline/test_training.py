@@ -16,6 +16,7 @@ import pytest
 import yaml
 
 from models import checkpoint
+from pipeline import store
 from pipeline.cli import main as cli_main
 from pipeline.job import existing_version, prepare_only
 from tests.conftest import small_config, take_balanced
@@ -215,8 +216,9 @@ def test_bundle_predicts_raw_csv_records_in_a_fresh_process(prepared, mnist_line
     accuracy = sum(p == y for p, y in zip(result["pred"], labels)) / len(labels)
     assert result["same"] and accuracy > 0.6
     transform = json.loads((bundles[-1].parent / "transform.json").read_text())
-    assert transform == {"kind": "pixel_scale", "value_min": 0, "value_max": 255, "image_shape": [28, 28, 1],
-                         "n_fields": 785, "label_column": -1, "labels": list(range(10))}
+    stored = json.loads(store.open_version(ref).attrs["features"])      # the one fitted transform
+    assert transform == {"kind": "image_features", "features": stored, "x_var": "image", "n_fields": 785,
+                         "label_column": -1, "labels": list(range(10))}
 
 
 def test_latest_is_the_newest_manifest(prepared):

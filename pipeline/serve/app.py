@@ -1,0 +1,198 @@
+"""The HTTP routes: Open Inference Protocol v2, TF Serving REST ``:predict``, repository, ``/metrics``.
+
+Every answer is JSON; bad input is a 400 naming the instance and the rule, an unknown model a 404,
+a full queue a 503. Responses are gzipped for clients that accept it.
+"""
+from __future__ import annotations
+
+import contextlib
+import json
+import time
+from dataclasses import dataclass
+
+from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse, Response
+from starlette.middleware.gzip import GZipMiddleware
+
+from pipeline.errors import UserError
+from pipeline.serve.batching import Overloaded
+from pipeline.serve.cache import instance_key
+from pipeline.serve.models import ModelRegistry, ServedModel
+from pipeline.serve.records import BadInput, nonempty, v2_instances
+
+
+class NotLoaded(LookupError):
+    """The request names a model this server does not hold."""
+
+
+def _reject_constant(name: str):
+    raise BadInput(f"body: {name} is not a number JSON allows; send finite numbers")
+
+
+async def json_body(request: Request) -> dict:
+    """The request's JSON object; ``BadInput`` for anything else (NaN and Infinity included)."""
+    raw = await request.body()
+    try:
+        body = json.loads(raw, parse_constant=_reject_constant)
+    except (ValueError, UnicodeDecodeError) as exc:
+        if isinstance(exc, BadInput):
+            raise
+        raise BadInput(f"body: not valid JSON ({exc}); send e.g. {{\"instances\": [[0, 0, ...]]}}") from None
+    if not isinstance(body, dict):
+        raise BadInput(f"body: expected a JSON object (got {type(body).__name__})")
+    return body
+
+
+@dataclass
+class Pending:
+    """One request's instances after the cache lookup and the checks: hits answered, misses as rows."""
+
+    model: ServedModel
+    keys: list
+    found: list
+    misses: list[int]
+    rows: object
+
+    @classmethod
+    def of(cls, model: ServedModel, instances: list, where: str, metrics) -> "Pending":
+        nonempty(instances, where)
+        checked = [model.records.row(inst, f"{where}[{i}]") for i, inst in enumerate(instances)]
+        keys = [(model.digest, instance_key(row)) for row in checked]
+        found = [model.cache.get(k) for k in keys]
+        misses = [i for i, hit in enumerate(found) if hit is None]
+        rows = model.records.stack([checked[i] for i in misses]) if misses else None
+        metrics.cache_hits.labels(model.name).inc(len(instances) - len(misses))
+        metrics.cache_misses.labels(model.name).inc(len(misses))
+        return cls(model, keys, found, misses, rows)
+
+    async def answer(self) -> tuple[list, list]:
+        """Labels and probabilities of every instance: the misses through the batcher, then cached."""
+        if self.misses:
+            probs = await self.model.batcher.submit(self.rows)
+            for i, p, label in zip(self.misses, probs, self.model.labels_of(probs)):
+                self.found[i] = (label, p.tolist())
+                self.model.cache.put(self.keys[i], self.found[i])
+        return [f[0] for f in self.found], [f[1] for f in self.found]
+
+
+def create_app(registry: ModelRegistry, runs: list[str]) -> FastAPI:
+    """The FastAPI app serving ``runs`` (loaded at start-up) from ``registry``."""
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app):
+        for run in runs:
+            await registry.load(run)
+        yield
+        await registry.close()
+
+    app = FastAPI(title="dcpipe serve", lifespan=lifespan)
+    app.add_middleware(GZipMiddleware, minimum_size=500)
+    metrics = registry.metrics
+    _errors(app, registry)
+
+    def model_of(name: str) -> ServedModel:
+        model = registry.get(name)
+        if model is None:
+            raise NotLoaded(name)
+        return model
+
+    @app.get("/v2/health/live")
+    async def live():
+        return {"live": True}
+
+    @app.get("/v2/health/ready")
+    async def ready():
+        ok = bool(registry.names())
+        return JSONResponse({"ready": ok, "models": registry.names()}, status_code=200 if ok else 503)
+
+    @app.get("/v2/models/{name}")
+    async def model_metadata(name: str):
+        return model_of(name).metadata()
+
+    @app.get("/v2/models/{name}/ready")
+    async def model_ready(name: str):
+        return {"name": model_of(name).name, "ready": True}
+
+    @app.post("/v2/models/{name}/infer")
+    async def infer(name: str, request: Request):
+        start, model = time.perf_counter(), model_of(name)
+        with _timed(metrics, model.name, "v2", start):
+            with model.batcher.expect():
+                body = await json_body(request)
+                pending = Pending.of(model, v2_instances(body.get("inputs"), model.records), "inputs[0]", metrics)
+            labels, probs = await pending.answer()
+            k = len(model.bundle.labels)
+            out = {"model_name": model.name, "model_version": model.digest,
+                   "outputs": [{"name": "label", "shape": [len(labels)], "data": labels,
+                                "datatype": model.metadata()["outputs"][0]["datatype"]},
+                               {"name": "probabilities", "shape": [len(labels), k], "datatype": "FP32",
+                                "data": [v for p in probs for v in p]}]}
+            if "id" in body:
+                out["id"] = body["id"]
+            return JSONResponse(out)
+
+    @app.post("/v1/models/{name}:predict")
+    async def predict(name: str, request: Request):
+        start, model = time.perf_counter(), model_of(name)
+        with _timed(metrics, model.name, "v1", start):
+            with model.batcher.expect():
+                body = await json_body(request)
+                if "instances" not in body:
+                    raise BadInput("body: expected {\"instances\": [...]} (TF Serving's row format)")
+                pending = Pending.of(model, body["instances"], "instances", metrics)
+            labels, probs = await pending.answer()
+            return JSONResponse({"predictions": labels, "probabilities": probs})
+
+    @app.post("/v2/repository/models/{name}/load")
+    async def load(name: str):
+        model = await registry.load(name)
+        return {"name": model.name, "version": model.digest, "loaded": True}
+
+    @app.post("/v2/repository/models/{name}/unload")
+    async def unload(name: str):
+        if not await registry.unload(name):
+            raise NotLoaded(name)
+        return {"name": name, "loaded": False}
+
+    @app.get("/metrics")
+    async def prometheus():
+        return Response(metrics.render(), media_type="text/plain; version=0.0.4; charset=utf-8")
+
+    return app
+
+
+@contextlib.contextmanager
+def _timed(metrics, model: str, protocol: str, start: float):
+    """Observe the request's latency under the status code it ends with."""
+    code = "200"
+    try:
+        yield
+    except BadInput:
+        code = "400"
+        raise
+    except Overloaded:
+        code = "503"
+        raise
+    except Exception:
+        code = "500"
+        raise
+    finally:
+        metrics.latency.labels(model, protocol, code).observe(time.perf_counter() - start)
+
+
+def _errors(app: FastAPI, registry: ModelRegistry) -> None:
+    """Every failure as a JSON ``{"error": ...}`` with its status code."""
+    def handler(status: int):
+        async def handle(request, exc):
+            return JSONResponse({"error": str(exc)}, status_code=status)
+        return handle
+
+    async def not_loaded(request, exc):
+        return JSONResponse({"error": f"model {exc.args[0]!r} is not loaded; loaded: "
+                                      f"{', '.join(registry.names()) or 'none'} (or 'default'); load one with "
+                                      f"POST /v2/repository/models/RUN/load"}, status_code=404)
+
+    app.add_exception_handler(BadInput, handler(400))
+    app.add_exception_handler(UserError, handler(400))
+    app.add_exception_handler(Overloaded, handler(503))
+    app.add_exception_handler(NotLoaded, not_loaded)
