@@ -132,9 +132,8 @@ def referenced_versions(workdir: Workdir) -> dict[str, list[str]]:
 def _protected(args) -> dict[store.DatasetRef, list[str]]:
     out = {}
     for spec, runs in referenced_versions(Workdir(args.workdir)).items():
-        name, _, version = spec.partition("@")
         try:
-            out[store.DatasetRef(_root(args), name, version)] = runs
+            out[store.DatasetRef(_root(args), *store.parse_spec(spec))] = runs
         except UserError:   # a run record that names no valid version protects nothing
             continue
     return out
