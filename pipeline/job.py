@@ -6,6 +6,7 @@
 from __future__ import annotations
 
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from models.launch import allocation_hosts
@@ -14,7 +15,7 @@ from pipeline.cluster import dask_client
 from pipeline.config import JobConfig
 from pipeline.errors import UserError
 from pipeline.prepare import Prepared, locate, prepare
-from pipeline.training import LaunchOptions, check_network, config_for, now, train
+from pipeline.training import LaunchOptions, check_input_kind, check_network, config_for, now, train
 from pipeline.workdir import Workdir
 
 SUMMARY_KEYS = ("run_id", "state", "dataset_version", "n_train", "n_val", "n_test", "n_quarantined",
@@ -103,9 +104,16 @@ def run(config: JobConfig | None = None, workdir: str | Path = "dcpipe-work", wo
         cfg = _resolve(config_for(prepared, config), workers, np, cluster, compression, epochs)
     else:
         cfg = _resolve(config, workers, np, cluster, compression, epochs)
-        if cfg.source.kind != "text":    # the input shape is the schema's: check the network before any work
-            check_network(cfg.train.network, list(cfg.schema.image_shape), len(cfg.schema.labels), 0)
-        prepared = prepare_only(cfg, work.path, log=log, show_progress=show_progress)
+        text = cfg.source.kind == "text"
+        check_input_kind(cfg.train.network, "tokens" if text else "image", f"source.kind {cfg.source.kind} gives")
+        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="dcpipe-network-check") as pool:
+            # The input shape is the schema's: the network is built (TensorFlow imported, ~6 s) while
+            # Dask prepares, and its error, if any, is raised before any rank starts.
+            checked = None if text else pool.submit(check_network, cfg.train.network, list(cfg.schema.image_shape),
+                                                    len(cfg.schema.labels), 0)
+            prepared = prepare_only(cfg, work.path, log=log, show_progress=show_progress)
+            if checked is not None:
+                checked.result()
     summary = train(cfg, prepared, work, options, log=log, started=started)
     log(f"Summary ({Path(summary['run_dir']) / 'summary.json'}):\n{format_summary(summary)}")
     return summary

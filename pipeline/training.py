@@ -68,15 +68,20 @@ def transform_of(manifest: dict, features: dict, x_var: str) -> dict:
             "label_column": schema["label_column"], "labels": list(schema["labels"])}
 
 
+def check_input_kind(network: str, x_var: str, what: str) -> None:
+    """A network over token ids needs ``tokens``, an image network ``image``; ``what`` says where
+    the input comes from, e.g. ``dataset mnist@3f2a stores``."""
+    if (x_var == "tokens") != (network in TOKEN_NETWORKS):
+        takes = "token ids" if network in TOKEN_NETWORKS else "images"
+        fix = ", ".join(TOKEN_NETWORKS) if x_var == "tokens" else "cnn, mlp or transformer"
+        raise UserError(f"train.network: {network} takes {takes} but {what} {x_var!r}; set train.network to {fix}")
+
+
 def plan_input(ref: store.DatasetRef, manifest: dict, network: str) -> dict:
     """The plan's input: variable, shape per sample, vocabulary size and (text) fitted transform."""
     variables = manifest["variables"]
     x_var = "tokens" if "tokens" in variables else "image"
-    if (x_var == "tokens") != (network in TOKEN_NETWORKS):
-        takes = "token ids" if network in TOKEN_NETWORKS else "images"
-        fix = ", ".join(TOKEN_NETWORKS) if x_var == "tokens" else "cnn, mlp or transformer"
-        raise UserError(f"train.network: {network} takes {takes} but dataset {ref} stores {x_var!r}; "
-                        f"set train.network to {fix}")
+    check_input_kind(network, x_var, f"dataset {ref} stores")
     features = json.loads(store.open_version(ref).attrs["features"])
     vocab_size = 0
     if x_var == "tokens":
