@@ -43,3 +43,13 @@ def small_config(csv: Path, **sections) -> JobConfig:
     for name, fields in sections.items():
         base[name] = {**base.get(name, {}), **fields}
     return JobConfig.model_validate(base)
+
+
+def prepare_small(folder: Path, lines: list[str], per_class: int = 20):
+    """(config, workdir, Prepared): ``per_class`` real rows of each digit prepared under
+    ``folder/work`` (no augmentation, 64-row chunks, one Dask worker)."""
+    from pipeline.job import prepare_only
+    csv = folder / "small.csv"
+    csv.write_text("\n".join(take_balanced(lines, per_class)) + "\n")
+    cfg = small_config(csv, augment={"copies": 0}, cluster={"workers": 1})
+    return cfg, folder / "work", prepare_only(cfg, folder / "work", log=lambda *_: None, show_progress=False)

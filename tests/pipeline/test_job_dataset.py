@@ -9,16 +9,12 @@ from pipeline.config import JobConfig, dump_yaml
 from pipeline.errors import UserError
 from pipeline.job import existing_version, prepare_only
 from pipeline.training import check_shares, config_for, plan_for
-from tests.conftest import small_config, take_balanced
+from tests.conftest import prepare_small, small_config
 
 
 @pytest.fixture(scope="module")
 def prepared(tmp_path_factory, mnist_lines):
-    folder = tmp_path_factory.mktemp("prepared")
-    csv = folder / "small.csv"
-    csv.write_text("\n".join(take_balanced(mnist_lines, 20)) + "\n")
-    cfg = small_config(csv, augment={"copies": 0}, cluster={"workers": 1})
-    return cfg, folder / "work", prepare_only(cfg, folder / "work", log=lambda *_: None, show_progress=False)
+    return prepare_small(tmp_path_factory.mktemp("prepared"), mnist_lines)
 
 
 def test_existing_version_finds_what_prepare_printed(prepared):

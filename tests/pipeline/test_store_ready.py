@@ -7,19 +7,15 @@ import pytest
 from pipeline import store
 from pipeline.cli import main
 from pipeline.errors import UserError
-from pipeline.job import prepare_only
-from tests.conftest import small_config, take_balanced
+from tests.conftest import prepare_small
 from tests.pipeline.store_data import publish_tiny
 
 
 @pytest.fixture(scope="module")
 def prepared(tmp_path_factory, mnist_lines):
     """A real prepared version (200 MNIST rows, 64-row chunks) under ``<folder>/work/datasets``."""
-    folder = tmp_path_factory.mktemp("ready")
-    csv = folder / "small.csv"
-    csv.write_text("\n".join(take_balanced(mnist_lines, 20)) + "\n")
-    cfg = small_config(csv, augment={"copies": 0}, cluster={"workers": 1})
-    return folder / "work", prepare_only(cfg, folder / "work", log=lambda *_: None, show_progress=False).ref
+    _, workdir, prepared = prepare_small(tmp_path_factory.mktemp("ready"), mnist_lines)
+    return workdir, prepared.ref
 
 
 @pytest.fixture
