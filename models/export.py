@@ -3,7 +3,10 @@ dataset's feature transform as JSON, so raw records go in and class scores come 
 
 Layout::
 
-    bundle/model/           tf.saved_model with a ``serve`` endpoint (images or token ids -> logits)
+    bundle/model/           tf.saved_model with a ``serve`` endpoint (images or token ids -> logits) and,
+                            for image bundles, ``serve_raw``: raw records (float32 [n, n_fields - 1], the
+                            label left out) -> logits, the stored pixels transform as TensorFlow ops, so
+                            TF Serving or Triton can serve the model without dcpipe
     bundle/transform.json   {"kind": "image_features", "features": <the dataset's fitted FeatureTransform>,
                              "x_var", "n_fields", "label_column", "labels"}, or for text
                             {"kind": "text_sequence", "clean": <clean.text policy>,
@@ -28,14 +31,46 @@ import tensorflow as tf
 
 def write_bundle(model, plan, path: Path) -> Path:
     """Write ``model`` and ``plan.transform`` as one serving bundle at ``path``."""
+    import keras
     path.mkdir(parents=True, exist_ok=True)
-    model.export(str(path / "model"), verbose=False)
+    archive = keras.export.ExportArchive()
+    archive.track(model)
+    x = model.inputs[0]
+    archive.add_endpoint("serve", lambda inputs: model(inputs, training=False),
+                         input_signature=[tf.TensorSpec(x.shape, x.dtype)])
+    raw = raw_pixels(plan.transform)
+    if raw is not None:
+        n_values, to_images = raw
+        archive.add_endpoint("serve_raw", lambda records: model(to_images(records), training=False),
+                             input_signature=[tf.TensorSpec([None, n_values], tf.float32, name="records")])
+    archive.write_out(str(path / "model"), verbose=False)
     (path / "transform.json").write_text(json.dumps(plan.transform, indent=2) + "\n")
     meta = {"dataset_version": plan.dataset_version, "network": plan.network,
             "compression": plan.compression, "x_var": plan.x_var, "input_shape": plan.input_shape,
-            "n_classes": plan.n_classes}
+            "n_classes": plan.n_classes, "signatures": ["serve"] + (["serve_raw"] if raw is not None else [])}
     (path / "bundle.json").write_text(json.dumps(meta, indent=2) + "\n")
     return path
+
+
+def raw_pixels(spec: dict):
+    """(fields per raw record, a TensorFlow function raw records -> model input) for an image bundle's
+    transform spec: the stored fitted ``pixels`` group's scaling, reshape and layout as graph ops, the
+    same float32 arithmetic as ``Pixels.transform``. ``None`` for text bundles (their vocabulary lookup
+    and text cleaning stay in dcpipe) and for a ``resize`` (scipy's zoom has no exact TensorFlow twin).
+    """
+    if spec.get("kind") != "image_features":
+        return None
+    group = ImageFeatures.from_spec(spec).group
+    if getattr(group, "resize", None) is not None:
+        return None
+    n_values, shape = spec["n_fields"] - 1, tuple(group.shape)
+    low, scale = np.float32(group.value_min), np.float32(1.0 / (group.value_max - group.value_min))
+    channels_first = group.layout == "channels_first"
+
+    def to_images(records):
+        images = tf.reshape((records - low) * scale, (-1, *shape))
+        return tf.transpose(images, (0, 3, 1, 2)) if channels_first else images
+    return n_values, to_images
 
 
 @dataclass(frozen=True)

@@ -129,12 +129,16 @@ def _serving_parsers(sub, common: argparse.ArgumentParser) -> None:
     srv.add_argument("--config", help="YAML config whose serve section is used; default: the built-in one")
     srv.add_argument("--host", help="address to listen on (default: serve.host, 127.0.0.1)")
     srv.add_argument("--port", type=int, help="TCP port (default: serve.port, 8500)")
-    prd = sub.add_parser("predict", parents=[common], help="predict a stored dataset version with a run on the "
-                         "Dask cluster; writes <name>-predictions and prints the accuracy")
+    prd = sub.add_parser("predict", parents=[common], help="predict a stored dataset version or a file of raw "
+                         "records with a run on the Dask cluster; writes <name>-predictions and prints the accuracy")
     prd.add_argument("run", metavar="RUN", help="run id (see `dcpipe runs list`) or run folder")
-    prd.add_argument("--dataset", required=True, metavar="NAME@VERSION[:SPLIT]",
-                     help="the version to predict (a version, prefix, tag or latest); SPLIT: train, val, test "
-                          "(the default) or all")
+    what = prd.add_mutually_exclusive_group(required=True)
+    what.add_argument("--dataset", metavar="NAME@VERSION[:SPLIT]",
+                      help="the version to predict (a version, prefix, tag or latest); SPLIT: train, val, test "
+                           "(the default) or all")
+    what.add_argument("--input", metavar="FILE",
+                      help="a CSV of raw records of the run's schema, as the source had them, with or without "
+                           "the label (the accuracy is printed when labels are present)")
     prd.add_argument("--workdir", default="dcpipe-work", help="working folder (default: ./dcpipe-work)")
     prd.add_argument("--config", help="YAML config whose cluster and store sections are used")
     prd.add_argument("--workers", type=int, help="Dask workers (default: cluster.workers)")
@@ -146,7 +150,8 @@ def _serving(args: argparse.Namespace) -> int:
     if args.command == "predict":
         from pipeline.predict import predict
         cluster = {k: v for k, v in (("kind", args.cluster), ("workers", args.workers)) if v is not None}
-        done = predict(args.run, args.dataset, args.workdir, cfg.with_overrides(cluster=cluster) if cluster else cfg)
+        done = predict(args.run, args.dataset, args.workdir, cfg.with_overrides(cluster=cluster) if cluster else cfg,
+                       input_file=args.input)
         print(done.ref)
         return 0
     from pipeline.serve.server import serve

@@ -16,9 +16,13 @@ from starlette.middleware.gzip import GZipMiddleware
 
 from pipeline.errors import UserError
 from pipeline.serve.batching import Overloaded
-from pipeline.serve.cache import instance_key
+from pipeline.serve.cache import body_key, instance_key
 from pipeline.serve.models import ModelRegistry, ServedModel
 from pipeline.serve.records import BadInput, nonempty, v2_instances
+
+
+#: the largest answer (bytes of JSON) kept whole in the response cache, keyed by its request's bytes
+WHOLE_BODY_MAX = 64 * 1024
 
 
 class NotLoaded(LookupError):
@@ -29,9 +33,8 @@ def _reject_constant(name: str):
     raise BadInput(f"body: {name} is not a number JSON allows; send finite numbers")
 
 
-async def json_body(request: Request) -> dict:
-    """The request's JSON object; ``BadInput`` for anything else (NaN and Infinity included)."""
-    raw = await request.body()
+def json_body(raw: bytes) -> dict:
+    """The request body's JSON object; ``BadInput`` for anything else (NaN and Infinity included)."""
     try:
         body = json.loads(raw, parse_constant=_reject_constant)
     except (ValueError, UnicodeDecodeError) as exc:
@@ -41,6 +44,12 @@ async def json_body(request: Request) -> dict:
     if not isinstance(body, dict):
         raise BadInput(f"body: expected a JSON object (got {type(body).__name__})")
     return body
+
+
+def _v1_instances(body: dict):
+    if "instances" not in body:
+        raise BadInput("body: expected {\"instances\": [...]} (TF Serving's row format)")
+    return body["instances"]
 
 
 @dataclass
@@ -113,35 +122,46 @@ def create_app(registry: ModelRegistry, runs: list[str]) -> FastAPI:
     async def model_ready(name: str):
         return {"name": model_of(name).name, "ready": True}
 
+    async def answered(model: ServedModel, protocol: str, request: Request, instances_of, where: str, render):
+        """The JSON answer to the request's body: the stored bytes when this bundle answered these
+        very bytes before (a whole-body cache entry: no parsing, checks or encoding again), else
+        ``render(body, labels, probabilities)`` of the instances ``instances_of(body)``, then stored."""
+        with _timed(metrics, model.name, protocol, time.perf_counter()):
+            with model.batcher.expect():
+                raw = await request.body()
+                key = (model.digest, protocol, body_key(raw)) if model.cache.capacity else None
+                stored = key and model.cache.peek(key)
+                if stored:
+                    model.cache.count_hits(stored[0])
+                    metrics.cache_hits.labels(model.name).inc(stored[0])
+                    return Response(stored[1], media_type="application/json")
+                body = json_body(raw)
+                pending = Pending.of(model, instances_of(body), where, metrics)
+            labels, probs = await pending.answer()
+            content = json.dumps(render(body, labels, probs), ensure_ascii=False, allow_nan=False,
+                                 separators=(",", ":")).encode()
+            if key and len(content) <= WHOLE_BODY_MAX:
+                model.cache.put(key, (len(labels), content))
+            return Response(content, media_type="application/json")
+
     @app.post("/v2/models/{name}/infer")
     async def infer(name: str, request: Request):
-        start, model = time.perf_counter(), model_of(name)
-        with _timed(metrics, model.name, "v2", start):
-            with model.batcher.expect():
-                body = await json_body(request)
-                pending = Pending.of(model, v2_instances(body.get("inputs"), model.records), "inputs[0]", metrics)
-            labels, probs = await pending.answer()
-            k = len(model.bundle.labels)
+        model = model_of(name)
+
+        def render(body, labels, probs):
             out = {"model_name": model.name, "model_version": model.digest,
                    "outputs": [{"name": "label", "shape": [len(labels)], "data": labels,
                                 "datatype": model.metadata()["outputs"][0]["datatype"]},
-                               {"name": "probabilities", "shape": [len(labels), k], "datatype": "FP32",
-                                "data": [v for p in probs for v in p]}]}
-            if "id" in body:
-                out["id"] = body["id"]
-            return JSONResponse(out)
+                               {"name": "probabilities", "shape": [len(labels), len(model.bundle.labels)],
+                                "datatype": "FP32", "data": [v for p in probs for v in p]}]}
+            return {**out, "id": body["id"]} if "id" in body else out
+        return await answered(model, "v2", request, lambda body: v2_instances(body.get("inputs"), model.records),
+                              "inputs[0]", render)
 
     @app.post("/v1/models/{name}:predict")
     async def predict(name: str, request: Request):
-        start, model = time.perf_counter(), model_of(name)
-        with _timed(metrics, model.name, "v1", start):
-            with model.batcher.expect():
-                body = await json_body(request)
-                if "instances" not in body:
-                    raise BadInput("body: expected {\"instances\": [...]} (TF Serving's row format)")
-                pending = Pending.of(model, body["instances"], "instances", metrics)
-            labels, probs = await pending.answer()
-            return JSONResponse({"predictions": labels, "probabilities": probs})
+        return await answered(model_of(name), "v1", request, _v1_instances, "instances",
+                              lambda body, labels, probs: {"predictions": labels, "probabilities": probs})
 
     @app.post("/v2/repository/models/{name}/load")
     async def load(name: str):

@@ -2,7 +2,9 @@
 
 The instance's bytes are those of the checked record (float32 values, or the text as UTF-8), so
 ``[1, 2]`` and ``"1,2"`` are one entry. A new bundle has a new hash: it never serves an old
-model's answers.
+model's answers. In front of those, the same LRU keeps whole answers keyed by (bundle hash,
+protocol, sha256 of the request body's bytes): a repeated body is answered from its stored JSON
+without being parsed, checked or encoded again.
 
 >>> cache = AnswerCache(capacity=2)
 >>> cache.put(("b1", "x"), 1); cache.put(("b1", "y"), 2); cache.put(("b1", "z"), 3)
@@ -20,6 +22,11 @@ def instance_key(row) -> str:
     """sha256 of a checked instance's bytes: a float32 row, or a text."""
     raw = row.encode() if isinstance(row, str) else row.tobytes()
     return hashlib.sha256(raw).hexdigest()
+
+
+def body_key(raw: bytes) -> bytes:
+    """sha256 of a request body's bytes."""
+    return hashlib.sha256(raw).digest()
 
 
 class AnswerCache:
@@ -41,6 +48,19 @@ class AnswerCache:
                 return self._items[key]
             self.misses += 1
             return None
+
+    def peek(self, key):
+        """The answer or None, not counted as a hit or a miss (a whole-body lookup)."""
+        with self._lock:
+            value = self._items.get(key)
+            if value is not None:
+                self._items.move_to_end(key)
+            return value
+
+    def count_hits(self, n: int) -> None:
+        """``n`` instances answered from a whole-body entry."""
+        with self._lock:
+            self.hits += n
 
     def put(self, key, value) -> None:
         if self.capacity == 0:

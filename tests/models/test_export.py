@@ -47,3 +47,33 @@ def test_image_features_apply_the_stored_pixels_transform_to_raw_records():
     assert without.shape == (1, 2, 2, 1) and without.tobytes() == with_label.tobytes()
     np.testing.assert_allclose(without.ravel(), [0, 0.2, 0.4, 1.0], rtol=1e-6)
     assert (transform.value_min, transform.value_max) == (0, 255)
+
+
+@pytest.mark.parametrize("layout", ["channels_last", "channels_first"])   # the two layouts Pixels writes
+def test_serve_raw_applies_the_stored_pixels_transform_in_the_graph(tmp_path, layout):
+    """``serve_raw(raw)`` is ``serve(transform(raw))``: the graph's scaling is the stored transform's."""
+    import dataclasses
+    import types
+
+    import keras
+    import numpy as np
+    import tensorflow as tf
+
+    from models.export import ImageFeatures, write_bundle
+    from pipeline.transforms import FeatureTransform, build
+    pixels = build({"kind": "pixels", "name": "image", "columns": ["p*"], "shape": [3, 2, 2], "layout": layout,
+                    "value_min": 10, "value_max": 250}, "test")
+    fitted = FeatureTransform((dataclasses.replace(pixels, state={"columns": [f"p{i}" for i in range(12)]}),))
+    spec = {"kind": "image_features", "features": fitted.to_dict(), "x_var": "image", "n_fields": 13,
+            "label_column": 0, "labels": [0, 1, 2]}
+    shape = (2, 3, 2) if layout == "channels_first" else (3, 2, 2)
+    model = keras.Sequential([keras.Input(shape=shape), keras.layers.Flatten(), keras.layers.Dense(3)])
+    plan = types.SimpleNamespace(transform=spec, dataset_version="toy@1", network="dense", compression="none",
+                                 x_var="image", input_shape=list(shape), n_classes=3)
+    write_bundle(model, plan, tmp_path / "bundle")
+    saved = tf.saved_model.load(str(tmp_path / "bundle" / "model"))
+    raw = np.random.default_rng(0).uniform(10, 250, (7, 12)).astype(np.float32)
+    transformed = ImageFeatures.from_spec(spec)(raw)
+    np.testing.assert_array_equal(saved.serve_raw(tf.constant(raw)).numpy(), saved.serve(tf.constant(transformed)).numpy())
+    assert {"serve", "serve_raw", "serving_default"} <= set(saved.signatures)
+    assert json.loads((tmp_path / "bundle" / "bundle.json").read_text())["signatures"] == ["serve", "serve_raw"]

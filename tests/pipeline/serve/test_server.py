@@ -220,3 +220,51 @@ def test_a_run_that_is_not_finished_is_refused_in_one_line(tmp_path, capsys):
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1
     assert "run 20261203-101500-ab12 is failed, not finished; serve a finished run" in err
+
+
+def _copy_run(workdir: Path, run_id: str, new_id: str, label_prefix: str) -> str:
+    """The run folder copied under ``new_id``, its labels renamed (``7`` -> ``b7``) so that an answer
+    shows which of the served models gave it; the network and its weights are the same."""
+    import shutil
+    target = workdir / "runs" / new_id
+    if not target.exists():
+        shutil.copytree(workdir / "runs" / run_id, target)
+        spec_file = target / "bundle" / "transform.json"
+        spec = json.loads(spec_file.read_text())
+        spec["labels"] = [f"{label_prefix}{v}" for v in spec["labels"]]
+        spec_file.write_text(json.dumps(spec))
+    return new_id
+
+
+@pytest.mark.horovod
+def test_two_runs_at_once_answer_by_name_and_a_third_loads_and_unloads_without_restart(trained):
+    workdir, run_id, lines = trained
+    instances, _ = _records(lines)
+    second = _copy_run(workdir, run_id, f"{run_id}-b", "b")
+    third = _copy_run(workdir, run_id, f"{run_id}-c", "c")
+    srv = Server(workdir, [run_id, second])
+    try:
+        srv.wait_ready()
+        assert request(srv.url + "/v2/health/ready")[1]["models"] == [run_id, second]
+        answers = {name: request(srv.url + f"/v1/models/{name}:predict", {"instances": instances})
+                   for name in (run_id, second, "default")}
+        assert all(a[0] == 200 for a in answers.values()), answers
+        first_labels = answers[run_id][1]["predictions"]
+        assert all(isinstance(v, int) for v in first_labels)
+        assert answers[second][1]["predictions"] == [f"b{v}" for v in first_labels]    # the second model answered
+        assert answers["default"][1]["predictions"] == first_labels                     # default: the first loaded
+        versions = {name: request(srv.url + f"/v2/models/{name}")[1]["versions"][0] for name in (run_id, second)}
+        assert versions[run_id] != versions[second]                                     # two bundles, two hashes
+        assert request(srv.url + f"/v1/models/{third}:predict", {"instances": instances})[0] == 404
+        status, loaded, _ = request(srv.url + f"/v2/repository/models/{third}/load", b"")
+        assert status == 200 and loaded["loaded"] is True
+        status, answer, _ = request(srv.url + f"/v1/models/{third}:predict", {"instances": instances})
+        assert status == 200 and answer["predictions"] == [f"c{v}" for v in first_labels]
+        assert request(srv.url + f"/v2/repository/models/{second}/unload", b"")[0] == 200
+        assert request(srv.url + f"/v1/models/{second}:predict", {"instances": instances})[0] == 404
+        assert request(srv.url + f"/v1/models/{run_id}:predict", {"instances": instances})[1]["predictions"] == \
+            first_labels                                                                 # the others keep serving
+        assert request(srv.url + "/v2/health/ready")[1]["models"] == [run_id, third]
+        assert srv.proc.poll() is None                                                  # the same process throughout
+    finally:
+        srv.stop()

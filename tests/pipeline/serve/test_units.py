@@ -127,3 +127,16 @@ def test_cache_is_an_lru_keyed_by_bundle_and_bytes():
     assert cache.get(("h1", a)) is None and cache.get(("h1", b)) == "B"
     assert cache.stats() == {"hits": 2, "misses": 2, "size": 2, "capacity": 2, "hit_ratio": 0.5}
     assert a == instance_key(TABLE.row("1,2,3,4", "x"))               # a list and a CSV line: one entry
+
+
+def test_whole_body_entries_share_the_lru_and_count_instances_not_lookups():
+    from pipeline.serve.cache import body_key
+    cache = AnswerCache(2)
+    key = ("h1", "v1", body_key(b'{"instances": [[1, 2, 3, 4]]}'))
+    assert cache.peek(key) is None                        # a whole-body miss is not counted...
+    cache.put(key, (3, b'{"predictions": [1, 1, 2]}'))
+    assert cache.peek(key) == (3, b'{"predictions": [1, 1, 2]}')
+    cache.count_hits(3)                                   # ...a hit counts its three instances
+    assert cache.stats()["hits"] == 3 and cache.stats()["misses"] == 0
+    assert cache.peek(("h2", "v1", key[2])) is None       # another bundle's hash: not its answer
+    assert body_key(b"[1]") != body_key(b"[1] ")          # the key is the bytes as sent
