@@ -115,7 +115,7 @@ def _dispatch(args: argparse.Namespace) -> int:
     return 0
 
 
-# --- serving: `dcpipe serve` (and `dcpipe predict`), kept in this one block -------------------------
+# serving: `dcpipe serve` and `dcpipe predict`
 SERVING_COMMANDS = ("serve", "predict")
 
 
@@ -160,7 +160,6 @@ def _serving(args: argparse.Namespace) -> int:
         cfg = cfg.with_overrides(serve=flags)
     serve([args.run, *args.more_runs], args.workdir, cfg.serve)
     return 0
-# --- end of serving ---------------------------------------------------------------------------------
 
 
 def _runs(args: argparse.Namespace) -> int:

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from tests.models.helpers import REPO, horovodrun, rank_env
+from tests.models.helpers import horovodrun, rank_env
 
 pytestmark = [pytest.mark.integration, pytest.mark.horovod]
 

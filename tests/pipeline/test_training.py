@@ -3,10 +3,8 @@
 `dcpipe runs`); its serving bundle predicts raw CSV records in a fresh process; everything that
 can be refused is refused in one line before a run folder exists."""
 import json
-import os
 import re
 import shutil
-import signal
 import subprocess
 import sys
 import time

@@ -17,7 +17,7 @@ import pytest
 import yaml
 
 from pipeline.cli import main as cli_main
-from tests.models.helpers import REPO, horovodrun, rank_env
+from tests.models.helpers import REPO, rank_env
 
 
 def free_port() -> int:

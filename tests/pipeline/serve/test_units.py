@@ -1,6 +1,5 @@
 """The serving parts without a server: input checks (fed garbage), the batch buckets, the LRU."""
 import asyncio
-import json
 
 import numpy as np
 import pytest
