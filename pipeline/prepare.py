@@ -15,9 +15,9 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 import dask.dataframe as dd
-from distributed import Client, progress, wait
+from distributed import Client, progress
 
-from pipeline import augment, credentials, features, gates, ingest, provenance, report, store
+from pipeline import augment, credentials, features, gates, ingest, partitions, provenance, report, store
 from pipeline.clean import clean, clean_labelled_text
 from pipeline.config import JobConfig
 from pipeline.errors import UserError
@@ -51,10 +51,7 @@ def _counts(rows, quarantine, records, client: Client, show_progress: bool, extr
     persisted = client.persist([rows, quarantine, records.map_partitions(len).sum(), *lazy.values()])
     if show_progress:
         progress(persisted[:3], notebook=False)
-    # Build no new expression before the persist is done: dask-expr's per-class meta locks can
-    # deadlock against the scheduler materialising the persisted graph in this process.
-    wait(persisted)
-    rows, quarantine, n_records, *done = persisted
+    rows, quarantine, n_records, *done = partitions.wait_persisted(persisted)   # why: pipeline/partitions.py
     # Few distinct values: one output partition each, no shuffle.
     lengths, per_split, reasons, labels, n_in, *cleaned = client.gather(client.compute([
         rows.map_partitions(len), rows["split"].value_counts(split_out=1),

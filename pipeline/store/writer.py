@@ -22,7 +22,8 @@ from models.rundir import fsync_dir
 from pipeline.config import StoreConfig
 from pipeline.errors import UserError
 from pipeline.store import checksums
-from pipeline.store.encoding import SAMPLE, chunk_rows, describe_variables, encoding, packable, sample_bytes
+from pipeline.store.encoding import (SAMPLE, cf_attributes, chunk_rows, describe_variables, encoding, packable,
+                                     sample_bytes)
 from pipeline.store.layout import (DATA, MANIFEST, QUARANTINE, STAGING_PREFIX, DatasetRef, leftovers,
                                    version_lock, versions)
 
@@ -49,8 +50,9 @@ def _writable_folder(root: Path, name: str) -> Path:
     return folder
 
 
-def _write_data(ds: xr.Dataset, quarantine, staging: Path, cfg: StoreConfig) -> dict:
+def _write_data(ds: xr.Dataset, quarantine, staging: Path, cfg: StoreConfig, ref: DatasetRef) -> dict:
     rows = chunk_rows(cfg, sample_bytes(ds))
+    ds = cf_attributes(ds).assign_attrs(dataset=ref.name, version=ref.version)
     if SAMPLE in ds.dims:
         ds = ds.chunk({SAMPLE: rows})
     ds = packable(ds, cfg)
@@ -97,7 +99,7 @@ def publish(ds: xr.Dataset, quarantine, manifest: dict, ref: DatasetRef, cfg: St
         earlier = versions(ref.root, ref.name)
         staging = folder / f"{STAGING_PREFIX}{ref.version}-{os.getpid()}-{secrets.token_hex(3)}"
         staging.mkdir()
-        stored = _write_data(ds, quarantine, staging, cfg)
+        stored = _write_data(ds, quarantine, staging, cfg, ref)
         if extra_files is not None:
             extra_files(staging)
         committed = {**manifest, "dataset": ref.name, "version": ref.version,
