@@ -11,8 +11,18 @@ from pipeline.config import CLUSTER_KINDS, dump_yaml, load_config
 from pipeline.errors import UserError
 
 
+def _version() -> str:
+    """The installed package's version (its metadata, i.e. setup.cfg's ``version``)."""
+    from importlib.metadata import PackageNotFoundError, version
+    try:
+        return version("dcpipe")
+    except PackageNotFoundError:
+        return "unknown (not installed; run deploy/install.sh)"
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="dcpipe", description="Dask -> versioned Zarr -> Horovod training")
+    parser.add_argument("--version", action="version", version=f"dcpipe {_version()}")
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument("--debug", action="store_true", help="show the traceback of an error")
     sub = parser.add_subparsers(dest="command", required=True)
