@@ -115,11 +115,11 @@ def _dispatch(args: argparse.Namespace) -> int:
     config = load_config(args.config) if args.config else None
     if args.command == "prepare":
         prepared = prepare_only(config, workdir=args.workdir, workers=args.workers,
-                                show_progress=sys.stderr.isatty(), cluster=args.cluster)
+                                show_progress=True, cluster=args.cluster)
         print(prepared.ref)
         return 0
     run(config, workdir=args.workdir, workers=getattr(args, "workers", None), np=args.np,
-        show_progress=sys.stderr.isatty(), cluster=getattr(args, "cluster", None), dataset=args.dataset,
+        show_progress=True, cluster=getattr(args, "cluster", None), dataset=args.dataset,
         launcher=args.launcher, hosts=args.hosts, resume=args.resume, compression=args.compression,
         epochs=args.epochs, verify=args.verify)
     return 0
