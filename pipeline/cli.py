@@ -11,8 +11,18 @@ from pipeline.config import CLUSTER_KINDS, dump_yaml, load_config
 from pipeline.errors import UserError
 
 
+def _version() -> str:
+    """The installed package's version (its metadata, i.e. setup.cfg's ``version``)."""
+    from importlib.metadata import PackageNotFoundError, version
+    try:
+        return version("dcpipe")
+    except PackageNotFoundError:
+        return "unknown (not installed; run deploy/install.sh)"
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="dcpipe", description="Dask -> versioned Zarr -> Horovod training")
+    parser.add_argument("--version", action="version", version=f"dcpipe {_version()}")
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument("--debug", action="store_true", help="show the traceback of an error")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -105,11 +115,11 @@ def _dispatch(args: argparse.Namespace) -> int:
     config = load_config(args.config) if args.config else None
     if args.command == "prepare":
         prepared = prepare_only(config, workdir=args.workdir, workers=args.workers,
-                                show_progress=sys.stderr.isatty(), cluster=args.cluster)
+                                show_progress=True, cluster=args.cluster)
         print(prepared.ref)
         return 0
     run(config, workdir=args.workdir, workers=getattr(args, "workers", None), np=args.np,
-        show_progress=sys.stderr.isatty(), cluster=getattr(args, "cluster", None), dataset=args.dataset,
+        show_progress=True, cluster=getattr(args, "cluster", None), dataset=args.dataset,
         launcher=args.launcher, hosts=args.hosts, resume=args.resume, compression=args.compression,
         epochs=args.epochs, verify=args.verify)
     return 0
