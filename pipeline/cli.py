@@ -179,7 +179,8 @@ def _tune(args: argparse.Namespace) -> int:
     if outcome.best_run is None:
         raise UserError(f"study {outcome.study}: no trial completed; see {outcome.folder / 'trials.csv'} "
                         "and the trials' logs under trials/")
-    print(f"best: val_accuracy {outcome.best_value:.4f}, bundle {outcome.folder / 'best.json'}")
+    print(f"best: val_accuracy {outcome.best_value:.4f}, bundle {outcome.best_bundle} "
+          f"(config {outcome.folder / 'best.yaml'})")
     print(outcome.best_run)
     return 0
 

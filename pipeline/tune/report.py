@@ -12,6 +12,7 @@ import base64
 import html
 import io
 import json
+import warnings
 from pathlib import Path
 
 import optuna
@@ -52,23 +53,25 @@ def trials_csv(study: optuna.Study, path: Path) -> Path:
     return atomic_write_text(path, frame.to_csv(index=False))
 
 
-def _png(study: optuna.Study, plot: str) -> str | None:
-    """One of Optuna's matplotlib plots as base64 PNG; None when the study cannot draw it yet."""
+def _png(study: optuna.Study, plot: str) -> tuple[bool, str]:
+    """One of Optuna's matplotlib plots: (True, base64 PNG), or (False, why the study cannot draw it yet)."""
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
     from optuna.visualization import matplotlib as plots
     try:
-        axes = getattr(plots, plot)(study)
+        with warnings.catch_warnings():          # "too few trials" notes: the page says what it shows
+            warnings.simplefilter("ignore")
+            axes = getattr(plots, plot)(study)
     except (ValueError, RuntimeError, ZeroDivisionError) as exc:   # e.g. importances of one trial
-        return f"not drawn: {exc}"
+        return False, f"not drawn yet: {exc}"
     figure = (axes.flat[0] if hasattr(axes, "flat") else axes).figure
     figure.set_size_inches(9, 4.5)
     figure.tight_layout()
     buf = io.BytesIO()
     figure.savefig(buf, format="png", dpi=90)
     plt.close(figure)
-    return base64.b64encode(buf.getvalue()).decode()
+    return True, base64.b64encode(buf.getvalue()).decode()
 
 
 def page(study: optuna.Study, best) -> str:
@@ -84,8 +87,8 @@ def page(study: optuna.Study, best) -> str:
                  f"{html.escape(json.dumps(best.params))}</code></p>")
     body = []
     for title, plot in PLOTS:
-        drawn = _png(study, plot)
-        body.append(f"<h2>{title}</h2>" + (f"<p>{html.escape(drawn)}</p>" if drawn is None or drawn.startswith("not drawn")
-                                           else f'<img alt="{title}" src="data:image/png;base64,{drawn}">'))
+        drawn, text = _png(study, plot)
+        body.append(f"<h2>{title}</h2>" + (f'<img alt="{title}" src="data:image/png;base64,{text}">' if drawn
+                                           else f"<p>{html.escape(text)}</p>"))
     return ("<!doctype html><html><head><meta charset=\"utf-8\"><title>dcpipe tune: "
             f"{html.escape(study.study_name)}</title></head><body>{head}{''.join(body)}</body></html>\n")

@@ -18,6 +18,7 @@ from pathlib import Path
 import dask
 from distributed import wait
 
+from models.rundir import RunDir
 from pipeline.cluster import dask_client
 from pipeline.config import JobConfig, parse_config
 from pipeline.errors import UserError
@@ -40,6 +41,7 @@ class Outcome:
     folder: Path
     best_run: str | None
     best_value: float | None
+    best_bundle: str | None
     counted: int
 
 
@@ -108,8 +110,9 @@ class Driver:
             if done < self.target:
                 self._search(done)
             best = report.write(self.study, self.cfg, self.folder, self.log)
-        return Outcome(self.name, self.folder, best and best.user_attrs.get("run_id"),
-                       best and best.value, studies.counted(self.study))
+        run = best.user_attrs.get("run_dir") if best else None
+        return Outcome(self.name, self.folder, best and best.user_attrs.get("run_id"), best and best.value,
+                       run and str(RunDir(Path(run)).bundle), studies.counted(self.study))
 
     def _search(self, done: int) -> None:
         cluster_cfg = _cluster(self.cfg)
@@ -119,14 +122,19 @@ class Driver:
                 self.shared = _prepared(self.cfg, self.work, client, self.log, self.cache)
                 self.log(f"tune: every trial reads {self.shared.ref}")
             slots, resources = _slots(client)
-            while done + len(self.pending) < self.target or self.pending:
-                while len(self.pending) < slots and done + len(self.pending) < self.target:
-                    self._submit(client, resources)
-                finished, _ = wait(list(self.pending), return_when="FIRST_COMPLETED")
-                for future in finished:
-                    done += self._tell(future)
+            while self.wanted(done) or self.pending:
+                while len(self.pending) < slots and self.wanted(done):
+                    done += self._submit(client, resources)
+                if self.pending:
+                    finished, _ = wait(list(self.pending), return_when="FIRST_COMPLETED")
+                    done += sum(self._tell(future) for future in finished)
 
-    def _submit(self, client, resources: dict) -> None:
+    def wanted(self, done: int) -> bool:
+        """Another trial should start (``done`` trials counted, ``self.pending`` running)."""
+        return done + len(self.pending) < self.target
+
+    def _submit(self, client, resources: dict) -> int:
+        """Start the next trial; 1 when its config is refused (it is told FAIL at once, and counts)."""
         trial = self.study.ask()
         params = suggest(self.space, trial)
         try:
@@ -135,7 +143,7 @@ class Driver:
             self.log(f"tune: trial {trial.number}: {exc}")
             trial.set_user_attr("error", str(exc))
             self.study.tell(trial, state=studies.TrialState.FAIL)
-            return
+            return 1
         prepared = self.shared or _prepared(cfg, self.work, client, self.log, self.cache)
         spec = TrialSpec(study=self.name, number=trial.number, trial_id=trial._trial_id,
                          journal=str(studies.journal_of(self.folder)),
@@ -149,6 +157,7 @@ class Driver:
                                resources=resources or None)
         self.pending[future] = (trial, time.perf_counter())
         self.log(f"tune: trial {trial.number} started: {_shown(params)}")
+        return 0
 
     def _tell(self, future) -> int:
         trial, started = self.pending.pop(future)
@@ -166,10 +175,15 @@ class Driver:
         self.study.tell(trial, value, state=state)
         best = studies.best_trial(self.study)
         shown = f"val_accuracy {result['value']:.4f}" if result.get("value") is not None else result.get("error", "")
+        self.told(result)
         self.log(f"tune: trial {trial.number} {result['state']} after {result.get('epochs_done', 0)} epoch(s), "
                  f"{shown} (run {result.get('run_id')}, {time.perf_counter() - started:.0f} s); best so far: "
                  + (f"{best.value:.4f} (trial {best.number})" if best else "none"))
         return 1
+
+
+    def told(self, result: dict) -> None:
+        """A hook: a trial's result, once told to the study."""
 
 
 def _shown(params: dict) -> str:

@@ -27,33 +27,27 @@ EXAMPLE = "e.g. train.learning_rate: {log_uniform: [1.0e-4, 1.0e-2]}"
 
 
 @dataclass(frozen=True)
-class Uniform:
+class _Range:
     low: float
     high: float
-
-    def suggest(self, trial, name: str):
-        return trial.suggest_float(name, self.low, self.high)
 
     def bounds(self) -> list:
         return [self.low, self.high]
 
 
-@dataclass(frozen=True)
-class LogUniform(Uniform):
+class Uniform(_Range):
+    def suggest(self, trial, name: str):
+        return trial.suggest_float(name, self.low, self.high)
+
+
+class LogUniform(_Range):
     def suggest(self, trial, name: str):
         return trial.suggest_float(name, self.low, self.high, log=True)
 
 
-@dataclass(frozen=True)
-class IntRange:
-    low: int
-    high: int
-
+class IntRange(_Range):
     def suggest(self, trial, name: str):
         return trial.suggest_int(name, self.low, self.high)
-
-    def bounds(self) -> list:
-        return [self.low, self.high]
 
 
 @dataclass(frozen=True)
@@ -103,7 +97,7 @@ KINDS = {"uniform": lambda v: Uniform(*_pair("uniform", v, False)),
          "choice": _choice}
 
 
-def parse_distribution(spec) -> Uniform | IntRange | Choice:
+def parse_distribution(spec) -> _Range | Choice:
     """One value of ``tune.space``: a mapping with exactly one of the ``KINDS``."""
     if not isinstance(spec, dict) or len(spec) != 1:
         raise ValueError(f"expected one of {{log_uniform|uniform|int|choice: ...}} (got {spec!r}); {EXAMPLE}")
