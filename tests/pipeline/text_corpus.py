@@ -1,12 +1,11 @@
 """A tiny unlabelled corpus for the text-path tests: plain documents, planted near-duplicates
-(one word changed) and documents the quality filters reject."""
+(one word with an added letter) and documents the quality filters reject."""
 from __future__ import annotations
 
 import random
 
-WORDS = ("river stone garden window letter morning silver basket candle forest market pocket "
-         "ladder button violin harbor meadow lantern pepper blanket thunder orchard compass saddle "
-         "the of and to with that have be").split()
+SYLLABLES = "ka lo mi ru se ta vo ne pi da fu go be ri zo".split()
+WORDS = [a + b for a in SYLLABLES for b in SYLLABLES] + "the of and to with that have be".split()
 
 
 def documents(n: int = 120, seed: int = 0) -> list[str]:
@@ -16,7 +15,7 @@ def documents(n: int = 120, seed: int = 0) -> list[str]:
 
 def near_copy(doc: str, position: int = 3) -> str:
     words = doc.split()
-    words[position] = "zeppelin"
+    words[position] += "s"
     return " ".join(words)
 
 
