@@ -48,7 +48,8 @@ class SourceConfig(_Section):
     values_var: str = Field("image", description="xarray: the variable holding the values (sample first)")
     label_var: str = Field("label", description="xarray: the variable holding the labels")
     text_field: str | None = Field(None, description="jsonl, parquet: read this field as a text record "
-                                   "(source, line, raw, text); with labelled, schema.label_column names the label")
+                                   "(source, line, raw, text)")
+    label_field: str = Field("label", description="jsonl, parquet with text_field and labelled: the label's field")
 
 
     @property

@@ -17,7 +17,7 @@ from pipeline.sources.base import Ingested, records_meta, register
 from pipeline.sources.files import InputFile, resolve
 from pipeline.sources.lines import read_lines
 from pipeline.sources.tables import table_records
-from pipeline.sources.text import LABELLED_META, check_text_field, field_records
+from pipeline.sources.text import LABELLED_META, field_records
 
 
 def parse_jsonl(lines: list[str], f: InputFile, first: int, *, schema: SchemaConfig) -> pd.DataFrame:
@@ -61,7 +61,6 @@ def parse_text_jsonl(lines: list[str], f: InputFile, first: int, *, cfg: SourceC
 @register("jsonl")
 def read_jsonl(cfg: SourceConfig, schema: SchemaConfig) -> Ingested:
     if cfg.text_field is not None:
-        check_text_field(cfg, schema, None, "source.path")
         files = resolve(cfg.path)
         records = read_lines(files, cfg.blocksize, partial(parse_text_jsonl, cfg=cfg, schema=schema), LABELLED_META)
         return Ingested(records, [f.describe(text=True) for f in files])

@@ -29,14 +29,14 @@ def _row_group(f: InputFile, index: int, names: list[str], schema: SchemaConfig,
 
 
 def _text_row_group(f: InputFile, index: int, cfg: SourceConfig, schema: SchemaConfig, first: int):
-    names = [cfg.text_field] + ([schema.label_column] if cfg.labelled else [])
+    names = [cfg.text_field] + ([cfg.label_field] if cfg.labelled else [])
     with f.fs.open(f.path, "rb") as fh:
         table = pq.ParquetFile(fh).read_row_group(index, columns=names).to_pandas()
     return field_records(table, cfg, schema, f.name, first, raw_json(table))
 
 
 def _text_parts(f: InputFile, meta: pq.FileMetaData, cfg: SourceConfig, schema: SchemaConfig) -> list:
-    check_text_field(cfg, schema, meta.schema.to_arrow_schema().names, f.path)
+    check_text_field(cfg, meta.schema.to_arrow_schema().names, f.path)
     starts = np.cumsum([1] + [meta.row_group(g).num_rows for g in range(meta.num_row_groups)])
     return [delayed(_text_row_group, pure=True)(f, g, cfg, schema, int(starts[g])) for g in range(meta.num_row_groups)]
 

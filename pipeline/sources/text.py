@@ -32,7 +32,7 @@ LABELLED_META = pd.DataFrame({"source": pd.Series(dtype="string"), "line": pd.Se
 def field_records(table: pd.DataFrame, cfg: SourceConfig, schema: SchemaConfig, source: str, first: int,
                   raw: list[str], reason: list | None = None) -> pd.DataFrame:
     """Text records (``LABELLED_META`` columns) from the ``source.text_field`` column of a table
-    (JSON objects, a Parquet row group); the label is ``schema.label_column``'s field when labelled.
+    (JSON objects, a Parquet row group); the label is the ``source.label_field`` when labelled.
 
     A record without the text field (or a labelled one without the label field) is
     ``wrong_field_count``; a text that is not a string is ``malformed``.
@@ -40,8 +40,7 @@ def field_records(table: pd.DataFrame, cfg: SourceConfig, schema: SchemaConfig, 
     n = len(table)
     reason = list(reason) if reason is not None else [None] * n
     texts = table[cfg.text_field] if cfg.text_field in table.columns else pd.Series([None] * n, dtype=object)
-    label_name = schema.label_column if isinstance(schema.label_column, str) else None
-    labels = (table[label_name] if cfg.labelled and label_name in table.columns
+    labels = (table[cfg.label_field] if cfg.labelled and cfg.label_field in table.columns
               else pd.Series([None] * n, dtype=object))
     text_out = []
     for i, value in enumerate(texts.astype(object)):
@@ -55,13 +54,11 @@ def field_records(table: pd.DataFrame, cfg: SourceConfig, schema: SchemaConfig, 
     return _labelled(frame, label, reason)
 
 
-def check_text_field(cfg: SourceConfig, schema: SchemaConfig, found: list[str] | None, where: str) -> None:
-    """A labelled text table needs ``schema.label_column`` as a field name; the text field must exist."""
-    if cfg.labelled and not isinstance(schema.label_column, str):
-        raise UserError(f"schema.label_column: a labelled {cfg.kind} text source reads the label by name "
-                        f"(got {schema.label_column!r}); e.g. schema.label_column: label")
-    if found is not None and cfg.text_field not in found:
-        raise UserError(f"{where}: no field {cfg.text_field!r} (found {found[:8]}); fix source.text_field")
+def check_text_field(cfg: SourceConfig, found: list[str], where: str) -> None:
+    """The text field (and the label field of a labelled source) must be among the ``found`` fields."""
+    for key in ("text_field", "label_field") if cfg.labelled else ("text_field",):
+        if getattr(cfg, key) not in found:
+            raise UserError(f"{where}: no field {getattr(cfg, key)!r} (found {found[:8]}); fix source.{key}")
 
 
 def _frame(source, line, raw: list[str], text: list[str] | None = None) -> pd.DataFrame:
