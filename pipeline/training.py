@@ -25,7 +25,7 @@ from models import sharding
 from models.launch import TrainingFailed, default_np, launch
 from models.plan import TOKEN_NETWORKS, TrainPlan
 from models.rundir import RunBusy, RunDir, atomic_write_text
-from pipeline import store
+from pipeline import plots, store
 from pipeline.config import JobConfig, dump_yaml, parse_config
 from pipeline.errors import UserError
 from pipeline.lineage import record_run
@@ -231,6 +231,7 @@ def _train_in(run: RunDir, cfg: JobConfig, prepared: Prepared, plan: TrainPlan |
     marks.update(metrics.get("timeline", {}))
     summary = _finished(summary, metrics, started)
     summary["lineage"] = str(record_run(run.path, prepared.ref, summary))
+    summary["history_plot"] = str(plots.write_history_png(run.path))   # loss/accuracy curves (pipeline.plots)
     if watch.client is not None:
         summary["trace"] = str(watch.write_trace(run.path, marks))
     marks["end"] = time.time()
