@@ -12,8 +12,8 @@ start, batch arrived, local gradients ready, gradients exchanged, update applied
 - appends sampled spans to ``runs/<id>/trace/rank-N.jsonl``: every step of a window of
   :data:`WINDOW_STEPS` steps every :data:`WINDOW_PERIOD` seconds, and every other span
   (checkpoint, validation, evaluation, export) always;
-- on rank 0, writes TensorBoard scalars: per step the loss and the data wait, per report the
-  learning rate and bytes sent a step.
+- on rank 0, writes TensorBoard scalars: the loss and the data wait of :data:`TB_POINTS` of the
+  report's steps (all of them at up to 2 steps a report), the learning rate and bytes sent a step.
 
 The launcher sets ``DCPIPE_MONITOR_ADDRESS`` (the scheduler) and ``DCPIPE_RUN_ID``; without an
 address only the spans and scalars are written; ``DCPIPE_MONITOR=0`` turns it all off.
@@ -36,6 +36,9 @@ SWITCH_ENV, INTERVAL_ENV = "DCPIPE_MONITOR", "DCPIPE_MONITOR_INTERVAL"
 WINDOW_STEPS = 20
 #: ... every this many seconds (about 1 MB of trace a rank an hour)
 WINDOW_PERIOD = 30.0
+#: TensorBoard points per report and scalar: every step's loss and wait cost 2.2% of a core at
+#: 20 steps/s (bench/telemetry_cpu.py), so a report writes this many of its steps, evenly spaced
+TB_POINTS = 2
 #: the spans of a step, between consecutive marks
 STEP_SPANS = ("data wait", "compute", "gradient exchange", "apply")
 
@@ -195,7 +198,7 @@ class Telemetry:
             return
         import tensorflow as tf
         with self.writer.as_default():
-            for marks, loss, global_step, _ in steps:
+            for marks, loss, global_step, _ in steps[::-(-len(steps) // TB_POINTS)]:
                 tf.summary.scalar("step/loss", loss, step=global_step)
                 tf.summary.scalar("step/data_wait_ms", 1e3 * (marks[1] - marks[0]), step=global_step)
             last = steps[-1][2]
