@@ -72,6 +72,11 @@ def test_pretraining_lowers_perplexity_and_the_body_transfers():
         transformer.transfer_body(model, transformer.build("classify", VOCAB + 1, LENGTH, n_classes=3, size=SIZE))
 
 
-def test_lm_transformer_is_a_registered_token_network():
+def test_lm_transformer_is_a_registered_token_network_that_round_trips(tmp_path):
+    import keras
     model = networks.build("lm_transformer", (LENGTH,), 4, vocab_size=VOCAB)
-    assert model(tf.zeros((2, LENGTH), tf.int32)).shape == (2, 4) and "lm_transformer" in networks.TOKEN_INPUTS
+    ids = np.array([[5, 6, 7, 0, 0, 0, 0, 0], [3, 2, 9, 9, 4, 1, 8, 2]], dtype="int32")
+    logits = model(ids)
+    assert logits.shape == (2, 4) and logits.dtype == "float32" and "lm_transformer" in networks.TOKEN_INPUTS
+    model.save(tmp_path / "m.keras")
+    np.testing.assert_allclose(keras.models.load_model(tmp_path / "m.keras")(ids), logits, rtol=1e-5, atol=1e-5)
