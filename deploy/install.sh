@@ -16,6 +16,7 @@ pin() { grep -oE "^\s*$1==[0-9.]+" "$here/setup.cfg" | tr -d ' '; }
 tf_pin=${DCPIPE_TF_PIN:-$(pin tensorflow-cpu)}
 np_pin=$(pin numpy)
 hvd_pin=$(pin horovod)
+st_pin=$(pin setuptools)   # < 81: TensorBoard 2.18 (bound by TensorFlow 2.18.1) needs pkg_resources
 
 # Requirement lines of setup.cfg's install_requires (no argument) or of one extra (its name).
 requirements() {
@@ -35,8 +36,8 @@ if [[ $venv == --requirements ]]; then project_requirements; exit 0; fi
 py=$venv/bin/python
 pip() { "$py" -m pip --disable-pip-version-check "$@"; }
 
-echo "[install] pip, setuptools, wheel"
-pip install -q -U pip setuptools wheel
+echo "[install] pip, $st_pin, wheel"
+pip install -q -U pip "$st_pin" wheel
 
 echo "[install] $tf_pin $np_pin"
 pip install -q "$tf_pin" "$np_pin"

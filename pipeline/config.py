@@ -326,6 +326,36 @@ class ServeConfig(_Section):
                             "and instance bytes); 0 = no cache")
 
 
+def _default_space() -> dict:
+    return {"train.learning_rate": {"log_uniform": [1.0e-4, 1.0e-2]}, "train.batch_size": {"choice": [32, 64, 128]},
+            "train.network": {"choice": ["cnn", "mlp"]}}
+
+
+class TuneConfig(_Section):
+    """``dcpipe tune``: an Optuna study over the config's keys (docs/tuning.md)."""
+    study: str | None = Field(None, pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$",
+                              description="study name, stored under studies/<name>/; null = dataset.name")
+    trials: int = Field(20, gt=0, description="finished trials the study should hold (pruned ones count)")
+    sampler: Literal["tpe", "random", "cmaes", "nsga2"] = Field(
+        "tpe", description="tpe (Bayesian), random, cmaes (evolution strategy), nsga2 (genetic)")
+    pruner: Literal["hyperband", "successive_halving", "none"] = Field(
+        "hyperband", description="stops poor trials early on the val accuracy reported each epoch")
+    np: int = Field(1, gt=0, description="Horovod ranks per trial (train.np of every trial)")
+    prepare: bool = Field(False, description="true: data-side keys may vary; each distinct data config is "
+                          "prepared once")
+    seed: int = Field(0, ge=0, description="seeds the sampler")
+    space: dict = Field(default_factory=_default_space, description="KEY: {log_uniform|uniform|int|choice: ...}")
+
+    @field_validator("space")
+    @classmethod
+    def _space_parses(cls, space: dict, info) -> dict:
+        from pipeline.tune.space import parse_space   # late: the tune package is a layer above config
+        if not space:
+            raise ValueError("is empty; give at least one key, e.g. train.learning_rate: {log_uniform: [1.0e-4, 1.0e-2]}")
+        parse_space(space, prepare=info.data.get("prepare", False))
+        return space
+
+
 class JobConfig(_Section):
     seed: int = Field(0, ge=0, description="seeds the split, the augmentation and the model")
     dataset: DatasetConfig = DatasetConfig()
@@ -340,8 +370,16 @@ class JobConfig(_Section):
     train: TrainConfig = TrainConfig()
     cluster: ClusterConfig = ClusterConfig()
     serve: ServeConfig = ServeConfig()
+    tune: TuneConfig = TuneConfig()
 
     model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+
+    @model_validator(mode="after")
+    def _space_values_fit(self) -> "JobConfig":
+        from pipeline.tune.space import check_values
+        if "tune" in self.model_fields_set:
+            check_values(self, self.tune.space)
+        return self
 
     @property
     def schema(self) -> SchemaConfig:  # noqa: D401 - the section, under its YAML name
@@ -366,6 +404,8 @@ class JobConfig(_Section):
 
 def _format_error(err: dict, origin: str) -> str:
     path = ".".join(str(p) for p in err["loc"] if p != "__root__") or "(top level)"
+    if path == "(top level)" and err["msg"].startswith("Value error, tune.space"):   # names its own key
+        return f"{origin}: {err['msg'].removeprefix('Value error, ')}"
     if err["type"] == "extra_forbidden":
         return f"{origin}: unknown key '{path}'; remove it or check its spelling (see `dcpipe config`)"
     got = err.get("input")

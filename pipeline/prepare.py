@@ -16,9 +16,9 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 import dask.dataframe as dd
-from distributed import Client, progress, wait
+from distributed import Client
 
-from pipeline import augment, credentials, features, gates, ingest, provenance, report, store
+from pipeline import augment, credentials, features, gates, ingest, partitions, progress, provenance, report, store
 from pipeline.clean import clean, clean_labelled_text, with_duplicate_of
 from pipeline.config import JobConfig
 from pipeline.errors import UserError
@@ -46,20 +46,18 @@ class _Counts:
     label_counts: dict[str, int]
 
 
-def _counts(rows, quarantine, records, client: Client, show_progress: bool, extra: dict, cfg: JobConfig):
+def _counts(rows, quarantine, records, client: Client, show_progress: bool, extra: dict, cfg: JobConfig, log):
     """Persist the split table and quarantine; learn lengths, split, reason and cleaning counts."""
     lazy = {k: v for k, v in extra.items() if hasattr(v, "dask")}
-    persisted = client.persist([rows, quarantine, records.map_partitions(len).sum(), *lazy.values()])
-    if show_progress:
-        progress(persisted[:3], notebook=False)
-    # Build no new expression before the persist is done: dask-expr's per-class meta locks can
-    # deadlock against the scheduler materialising the persisted graph in this process.
-    wait(persisted)
-    rows, quarantine, n_records, *done = persisted
+    # ingest, validate, clean and split, named so on the dashboard
+    persisted = progress.persist(client, [rows, quarantine, records.map_partitions(len).sum(), *lazy.values()],
+                                 "ingest", show_progress, log)
+    rows, quarantine, n_records, *done = partitions.wait_persisted(persisted)   # why: pipeline/partitions.py
     # Few distinct values: one output partition each, no shuffle.
-    lengths, per_split, reasons, labels, n_in, *cleaned = client.gather(client.compute([
+    lengths, per_split, reasons, labels, n_in, *cleaned = progress.compute(client, [
         rows.map_partitions(len), rows["split"].value_counts(split_out=1),
-        quarantine["reason"].value_counts(split_out=1), rows["label"].value_counts(split_out=1), n_records, *done]))
+        quarantine["reason"].value_counts(split_out=1), rows["label"].value_counts(split_out=1), n_records, *done],
+        "split", show=False)
     cleaning = {**extra, **dict(zip(lazy, cleaned))}
     names = {code: name for name, code in label_codes(cfg.schema).items()}
     counts = _Counts(n_in=int(n_in), lengths=tuple(int(n) for n in lengths),
@@ -70,17 +68,22 @@ def _counts(rows, quarantine, records, client: Client, show_progress: bool, extr
     return rows, quarantine, counts
 
 
-def _report(rows, manifest: dict, cfg: JobConfig, client: Client):
+def _report(rows, manifest: dict, cfg: JobConfig, client: Client, show_progress: bool, log):
     """Quality statistics of the persisted rows; returns a writer of report.json/html into a folder."""
     columns = report.TEXT_COLUMNS if _is_text(cfg) else None
     rows = report.text_lengths(rows) if columns else rows
     lazy = report.lazy_stats(rows, columns)
-    stats = dict(zip(lazy, client.gather(client.compute(list(lazy.values())))))
+    stats = dict(zip(lazy, progress.compute(client, list(lazy.values()), "report-statistics", show_progress, log)))
     lazy_h = report.lazy_histograms(rows, stats, columns)
-    hists = dict(zip(lazy_h, client.gather(client.compute(list(lazy_h.values())))))
+    hists = dict(zip(lazy_h, progress.compute(client, list(lazy_h.values()), "report-histograms", show_progress, log)))
     codes = {code: name for name, code in label_codes(cfg.schema).items()}
     built = report.build(manifest, stats, codes)
-    return lambda folder: report.write(folder, built, hists)
+
+    def write(folder):
+        with progress.LocalBar("report", 1, show=show_progress, log=log) as bar:
+            report.write(folder, built, hists)
+            bar.update()
+    return write
 
 
 def _nothing_valid(quarantine, n_in: int, cfg: JobConfig) -> UserError:
@@ -209,13 +212,13 @@ def prepare(cfg: JobConfig, root: Path, client: Client, log=print, show_progress
     records = ingested.records
     records = records.repartition(npartitions=max(records.npartitions, MIN_PARTITIONS))
     rows, quarantine, cleaning = _stages(records, cfg)
-    rows, quarantine, counts = _counts(rows, quarantine, records, client, show_progress, cleaning, cfg)
+    rows, quarantine, counts = _counts(rows, quarantine, records, client, show_progress, cleaning, cfg, log)
     if sum(counts.lengths) == 0:
         raise _nothing_valid(quarantine, counts.n_in, cfg)
     manifest = _manifest(ref, cfg, sources, counts)
     gates.reconcile(manifest, str(ref.path))
     manifest["quality"] = gates.verdict(manifest, cfg.gates, cfg.schema, str(ref))
-    write_report = _report(rows, manifest, cfg, client)
+    write_report = _report(rows, manifest, cfg, client, show_progress, log)
     ds = features.to_dataset(rows, counts.lengths, cfg, [s["name"] for s in sources])
     if features.is_packed(cfg):
         manifest, write_report = _packed_manifest(manifest, ds), _with_tokenizer(write_report, ds)
@@ -224,7 +227,9 @@ def prepare(cfg: JobConfig, root: Path, client: Client, log=print, show_progress
         ds = augment.augment_train(ds, counts.per_split["train"], cfg.augment, cfg.seed, rows_per_chunk)
     log(f"Writing {ref} ({manifest['records_out']} rows, {sum(counts.quarantined.values())} quarantined, "
         f"{manifest['duplicates_dropped']} duplicates dropped) to {ref.path}")
-    published = store.publish(ds, quarantine, manifest, ref, cfg.store, log=log, extra_files=write_report)
+    published = store.publish(ds, quarantine, manifest, ref, cfg.store, log=log, extra_files=write_report,
+                              compute=lambda writes: progress.compute(client, writes, "features", show_progress, log),
+                              show_progress=show_progress)
     if published.reused:
         return _cache_hit(ref, cfg, start, log, "was published meanwhile by another process")
     gates.check(published.manifest, cfg.gates, cfg.schema, str(ref))   # published anyway: inspect it

@@ -50,3 +50,10 @@ def test_bad_input_is_one_line_exit_2_and_no_traceback(case, tmp_path):
 def test_debug_shows_the_traceback(tmp_path):
     out = dcpipe("config", "--config", str(tmp_path / "absent.yaml"), "--debug")
     assert out.returncode != 0 and "Traceback" in out.stderr and "UserError" in out.stderr
+
+
+def test_version_is_the_installed_package_metadata():
+    from importlib.metadata import version
+    out = dcpipe("--version")
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == f"dcpipe {version('dcpipe')}"

@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from models.rundir import fsync_dir
+from pipeline.progress import LocalBar
 from pipeline.provenance import file_sha256 as file_digest
 from pipeline.store.layout import CHECKSUMS, DATA, MANIFEST
 
@@ -62,11 +63,18 @@ def fsync_folders(folder: Path) -> None:
     fsync_dir(folder)
 
 
-def digest_files(folder: Path, relpaths: list[str], threads: int = 2, sync: bool = False) -> dict[str, str]:
-    """relpath -> SHA-256, hashed on ``threads`` threads (hashlib releases the GIL); ``sync`` fsyncs each."""
+def digest_files(folder: Path, relpaths: list[str], threads: int = 2, sync: bool = False,
+                 done=lambda: None) -> dict[str, str]:
+    """relpath -> SHA-256, hashed on ``threads`` threads (hashlib releases the GIL); ``sync`` fsyncs
+    each; ``done()`` is called after each file (a progress bar's update)."""
     one = _digest_and_sync if sync else file_digest
+
+    def digest(rel: str) -> str:
+        value = one(folder / rel)
+        done()
+        return value
     with ThreadPoolExecutor(max_workers=threads) as pool:
-        return dict(zip(relpaths, pool.map(lambda r: one(folder / r), relpaths)))
+        return dict(zip(relpaths, pool.map(digest, relpaths)))
 
 
 def manifest_seal(manifest: dict) -> str:
@@ -86,9 +94,12 @@ def array_digests(files: dict[str, str]) -> dict[str, str]:
     return {name: hashlib.sha256("".join(lines).encode()).hexdigest() for name, lines in grouped.items()}
 
 
-def write_index(folder: Path, threads: int = 2) -> dict:
-    """Hash every file of ``folder``, write ``checksums.json``; return the manifest's ``checksums``."""
-    files = digest_files(folder, stored_files(folder), threads, sync=True)
+def write_index(folder: Path, threads: int = 2, show_progress: bool = False, log=print) -> dict:
+    """Hash every file of ``folder``, write ``checksums.json``; return the manifest's ``checksums``
+    (``show_progress``: a bar, or one line through ``log`` off a terminal)."""
+    relpaths = stored_files(folder)
+    with LocalBar("checksums", len(relpaths), show=show_progress, log=log) as bar:
+        files = digest_files(folder, relpaths, threads, sync=True, done=bar.update)
     index = json.dumps({"algorithm": ALGORITHM, "files": files}, indent=1, sort_keys=True).encode()
     with open(folder / CHECKSUMS, "wb") as fh:
         fh.write(index)

@@ -16,13 +16,15 @@ import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
+import dask
 import xarray as xr
 
 from models.rundir import fsync_dir
 from pipeline.config import StoreConfig
 from pipeline.errors import UserError
 from pipeline.store import checksums
-from pipeline.store.encoding import SAMPLE, chunk_rows, describe_variables, encoding, packable, sample_bytes
+from pipeline.store.encoding import (SAMPLE, cf_attributes, chunk_rows, describe_variables, encoding, packable,
+                                     sample_bytes)
 from pipeline.store.layout import (DATA, MANIFEST, QUARANTINE, STAGING_PREFIX, DatasetRef, leftovers,
                                    version_lock, versions)
 
@@ -49,8 +51,14 @@ def _writable_folder(root: Path, name: str) -> Path:
     return folder
 
 
-def _write_data(ds: xr.Dataset, quarantine, staging: Path, cfg: StoreConfig) -> dict:
+def _dask_compute(writes: list) -> None:
+    dask.compute(*writes)
+
+
+def _write_data(ds: xr.Dataset, quarantine, staging: Path, cfg: StoreConfig, ref: DatasetRef,
+                compute=_dask_compute) -> dict:
     rows = chunk_rows(cfg, sample_bytes(ds))
+    ds = cf_attributes(ds).assign_attrs(dataset=ref.name, version=ref.version)
     if SAMPLE in ds.dims:
         ds = ds.chunk({SAMPLE: rows})
     ds = packable(ds, cfg)
@@ -60,12 +68,13 @@ def _write_data(ds: xr.Dataset, quarantine, staging: Path, cfg: StoreConfig) -> 
         warnings.filterwarnings("ignore", message="Numcodecs codecs are not in the Zarr version 3")
         # packed images are clipped to [0, 1] (``packable``) and hold no NaN: no fill value needed
         warnings.filterwarnings("ignore", message="saving variable .* without any _FillValue")
-        ds.to_zarr(staging / DATA, mode="w-", zarr_format=3, consolidated=True, encoding=enc)
-    if quarantine is not None:
-        if hasattr(quarantine, "npartitions"):   # a Dask DataFrame: one file per partition
-            quarantine.to_parquet(staging / QUARANTINE, write_index=False)
-        else:
-            quarantine.to_parquet(staging / QUARANTINE, index=False)
+        writes = [ds.to_zarr(staging / DATA, mode="w-", zarr_format=3, consolidated=True, encoding=enc,
+                             compute=False)]
+        if quarantine is not None and hasattr(quarantine, "npartitions"):   # Dask: one file per partition
+            writes.append(quarantine.to_parquet(staging / QUARANTINE, write_index=False, compute=False))
+        compute(writes)   # the version's one compute
+    if quarantine is not None and not hasattr(quarantine, "npartitions"):
+        quarantine.to_parquet(staging / QUARANTINE, index=False)
     return {"variables": describe_variables(ds, enc),
             "chunking": {"rows": rows, "sample_bytes": sample_bytes(ds), "chunk_bytes": rows * sample_bytes(ds),
                          "codec": cfg.codec, "level": cfg.level}}
@@ -81,13 +90,15 @@ def _clean_leftovers(folder: Path, ref: DatasetRef, log) -> None:
 
 
 def publish(ds: xr.Dataset, quarantine, manifest: dict, ref: DatasetRef, cfg: StoreConfig,
-            log=lambda *_: None, extra_files=None) -> Publication:
+            log=lambda *_: None, extra_files=None, compute=_dask_compute, show_progress: bool = False) -> Publication:
     """Write ``ds`` (its one compute) and ``quarantine`` as version ``ref``, atomically.
 
     ``manifest`` is what the caller knows (counts, sources, config); the store adds the parent
     version, the variables, the chunking, the checksums and the seal, and commits it last.
     ``extra_files(folder)``, if given, writes more files (e.g. the quality report) into the
-    version before its checksums are taken.
+    version before its checksums are taken. ``compute(writes)`` runs the writes (default
+    ``dask.compute``; prepare names the tasks by stage and shows their progress,
+    :mod:`pipeline.progress`); ``show_progress`` shows the checksums' progress through ``log``.
     """
     folder = _writable_folder(ref.root, ref.name)
     with version_lock(ref.root, ref.name, ref.version):
@@ -97,12 +108,12 @@ def publish(ds: xr.Dataset, quarantine, manifest: dict, ref: DatasetRef, cfg: St
         earlier = versions(ref.root, ref.name)
         staging = folder / f"{STAGING_PREFIX}{ref.version}-{os.getpid()}-{secrets.token_hex(3)}"
         staging.mkdir()
-        stored = _write_data(ds, quarantine, staging, cfg)
+        stored = _write_data(ds, quarantine, staging, cfg, ref, compute)
         if extra_files is not None:
             extra_files(staging)
         committed = {**manifest, "dataset": ref.name, "version": ref.version,
                      "parent_version": earlier[-1].version if earlier else None, **stored,
-                     "checksums": checksums.write_index(staging)}
+                     "checksums": checksums.write_index(staging, show_progress=show_progress, log=log)}
         committed[checksums.SEAL] = checksums.manifest_seal(committed)
         with open(staging / MANIFEST, "w") as fh:
             fh.write(json.dumps(committed, indent=2) + "\n")

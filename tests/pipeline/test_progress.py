@@ -1,0 +1,66 @@
+"""Prepare's tasks are named by stage on the dashboard, and each phase shows its progress: bars on a
+terminal, one line per stage in a log file (no carriage returns), from the real CLI too."""
+import subprocess
+import sys
+from collections import Counter
+
+import pytest
+import yaml
+from dask.utils import key_split
+from distributed import Client, LocalCluster, get_task_stream
+
+from pipeline.prepare import prepare
+from pipeline.progress import KEPT, STAGES, stage_of_name
+from tests.conftest import REPO, small_config, take_balanced
+
+# every stage the brief's dashboard shows; checksums and report are local work (a line each)
+DASK_STAGES = {"ingest", "validate", "clean", "split", "features", "augment", "write", "report-statistics",
+               "report-histograms"}
+
+
+@pytest.mark.parametrize("name, stage", [
+    ("validate", "validate"),
+    ("clean-dup-flags", "clean"),
+    ("features-split", "split"),                              # not features: the more specific word wins
+    ("features-image-getitem", "features"),
+    ("rechunk-merge-augment-repeat-split", "augment"),        # fused: the latest stage it names
+    ("augment-image-concatenate-rechunk-merge-store-map", "write"),
+    ("getitem-astype-mean-values-histogram-sum-operation-sum", None),   # an operation: inherits its inputs'
+])
+def test_stage_of_a_task_name(name, stage):
+    assert stage_of_name(name) == stage
+
+
+def _csv(tmp_path, mnist_lines):
+    csv = tmp_path / "small.csv"
+    csv.write_text("\n".join(take_balanced(mnist_lines, 12)) + "\n")
+    return csv
+
+
+def test_prepare_names_every_task_by_its_stage(tmp_path, mnist_lines):
+    cfg = small_config(_csv(tmp_path, mnist_lines), cluster={"workers": 1})
+    lines = []
+    with LocalCluster(n_workers=1, threads_per_worker=2, processes=False, dashboard_address=":0") as cluster, \
+            Client(cluster) as client, get_task_stream(client) as stream:
+        prepare(cfg, tmp_path / "datasets", client, log=lines.append, show_progress=True)
+    names = Counter(key_split(t["key"]) for t in stream.data)
+    assert DASK_STAGES <= set(names), names
+    assert set(names) <= set(STAGES) | {n for n in names if n.startswith(KEPT)}, names   # nothing else
+    done = [line.split()[1] for line in lines if line.startswith("[progress]")]
+    assert {"validate", "clean", "split", "augment", "write", "checksums", "report", "report-statistics"} <= set(done)
+
+
+def test_cli_prepare_logs_one_line_per_stage_without_carriage_returns(tmp_path, mnist_lines):
+    config = tmp_path / "c.yaml"
+    config.write_text(yaml.safe_dump(small_config(_csv(tmp_path, mnist_lines), cluster={"workers": 1}).model_dump(mode="json")))
+    log = tmp_path / "prepare.log"
+    with open(log, "wb") as out:
+        done = subprocess.run([sys.executable, "-m", "pipeline.cli", "prepare", "--config", str(config),
+                               "--workdir", str(tmp_path / "work")], stdout=out, stderr=subprocess.PIPE,
+                              cwd=REPO, timeout=300)
+    assert done.returncode == 0, done.stderr.decode()[-2000:]
+    text = log.read_bytes()
+    assert b"\r" not in text
+    stages = [line.split()[1] for line in text.decode().splitlines() if line.startswith("[progress]")]
+    for stage in ("validate", "clean", "split", "augment", "write", "checksums", "report"):
+        assert stage in stages, text.decode()
