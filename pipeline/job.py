@@ -5,6 +5,7 @@
 """
 from __future__ import annotations
 
+import contextlib
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -51,14 +52,15 @@ def _resolve(config: JobConfig | None, workers: int | None = None, np: int | Non
 
 def prepare_only(config: JobConfig | None = None, workdir: str | Path = "dcpipe-work",
                  workers: int | None = None, log=print, show_progress: bool = True,
-                 cluster: str | None = None) -> Prepared:
-    """Prepare (or find) the dataset version; a Dask cluster starts only when there is work."""
+                 cluster: str | None = None, client=None) -> Prepared:
+    """Prepare (or find) the dataset version; a Dask cluster starts only when there is work (and
+    ``client``, a ``distributed.Client``, is not given)."""
     cfg = _resolve(config, workers, cluster=cluster)
     root = Workdir.open(workdir).datasets
     located = locate(cfg, root, log)
     if located.cached is not None:
         return located.cached
-    with dask_client(cfg.cluster, log=log) as client:
+    with (contextlib.nullcontext(client) if client is not None else dask_client(cfg.cluster, log=log)) as client:
         return prepare(cfg, root, client, log=log, show_progress=show_progress, located=located)
 
 
@@ -85,7 +87,7 @@ def run(config: JobConfig | None = None, workdir: str | Path = "dcpipe-work", wo
         np: int | None = None, log=print, show_progress: bool = True, cluster: str | None = None,
         dataset: str | None = None, launcher: str = "horovodrun", hosts: str | None = None,
         resume: bool | str = False, compression: str | None = None, epochs: int | None = None,
-        verify: bool = False) -> dict:
+        verify: bool = False, client=None) -> dict:
     """Run the whole job and return its summary (also written to ``runs/<run-id>/summary.json``).
 
     ``dataset`` (``NAME@VERSION``, a unique version prefix, a tag or ``latest``) trains on an
@@ -111,7 +113,7 @@ def run(config: JobConfig | None = None, workdir: str | Path = "dcpipe-work", wo
             # Dask prepares, and its error, if any, is raised before any rank starts.
             checked = None if text else pool.submit(check_network, cfg.train.network, list(cfg.schema.image_shape),
                                                     len(cfg.schema.labels), 0)
-            prepared = prepare_only(cfg, work.path, log=log, show_progress=show_progress)
+            prepared = prepare_only(cfg, work.path, log=log, show_progress=show_progress, client=client)
             if checked is not None:
                 checked.result()
     summary = train(cfg, prepared, work, options, log=log, started=started)
