@@ -9,7 +9,8 @@ and ``augment_train`` on a ``LocalCluster`` of 2 single-threaded worker processe
 already in worker memory (as ``prepare`` has them after its persist), leaving the result in worker
 memory (where the store writes it from); the numpy side runs the same functions in a loop in this
 process. Both outputs are checked to be byte-identical (once, outside the timing). A third row runs the
-same numpy code in 2 plain processes: the ceiling the machine gives to 2 processes at that moment. Prints a Markdown table; the issue's goal is a ratio >= 1.6x.
+same numpy code in 2 plain processes: the ceiling the machine gives to 2 processes at that moment.
+Prints a Markdown table; the issue's goal is a ratio >= 1.6x.
 """
 from __future__ import annotations
 
@@ -148,7 +149,8 @@ def main() -> None:
         two_processes(pool, ft, raw.iloc[:CHUNK_ROWS * 2], cfg)  # warm-up
         load["pool"] = os.getloadavg()[0]
         t_pool, cpu_pool, pooled = timed(lambda: two_processes(pool, ft, raw, cfg), args.repeats)
-    with LocalCluster(n_workers=args.workers, threads_per_worker=1, processes=True, dashboard_address=":0") as cluster, \
+    with LocalCluster(n_workers=args.workers, threads_per_worker=1, processes=True,
+                      dashboard_address=":0") as cluster, \
             Client(cluster) as client:
         frame = spread(client, raw, args.partition_rows)
         placed = sorted(Counter(w for ws in client.who_has(frame).values() for w in ws).values())

@@ -126,10 +126,12 @@ def main() -> None:
         return _single_main(args)
     from pipeline.cluster import dask_client
     from pipeline.config import ClusterConfig
-    workdir, run = (args.workdir, args.run) if args.run else train(Path(tempfile.mkdtemp(prefix="dcpipe-bench-predict-")))
+    workdir, run = ((args.workdir, args.run) if args.run
+                    else train(Path(tempfile.mkdtemp(prefix="dcpipe-bench-predict-"))))
     print(f"# bench/predict.py, {datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC, {platform.node()}, "
           f"{os.cpu_count()} cores, run {run}, dataset {args.dataset}\n")
-    single = {split: single_process(workdir, run, args.dataset, split, args.repeats, args.batch_size) for split in SPLITS}
+    single = {split: single_process(workdir, run, args.dataset, split, args.repeats, args.batch_size)
+              for split in SPLITS}
     one = {split: single_process(workdir, run, args.dataset, split, args.repeats, args.batch_size, threads=1)
            for split in SPLITS}
     t = time.perf_counter()
@@ -142,7 +144,8 @@ def main() -> None:
     print("|---|---:|---:|---:|---:|---:|---:|")
     for split in SPLITS:
         s, o, d = single[split], one[split], spread[split]
-        print(f"| {split} | {d['n']} | {s['rate']:.0f}/s ({s['seconds']:.2f} s) | {o['rate']:.0f}/s ({o['seconds']:.2f} s) | "
+        print(f"| {split} | {d['n']} | {s['rate']:.0f}/s ({s['seconds']:.2f} s) | "
+              f"{o['rate']:.0f}/s ({o['seconds']:.2f} s) | "
               f"{d['rate']:.0f}/s ({d['seconds']:.2f} s, {d['chunks']} chunks of <= {d['chunk']}) | "
               f"{d['rate'] / s['rate']:.2f}x | {d['rate'] / o['rate']:.2f}x |")
     print(f"\nOne-off costs: cluster start {started:.1f} s; SavedModel load on every worker "

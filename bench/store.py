@@ -101,7 +101,8 @@ def store_roundtrip(x: np.ndarray, root: Path, cfg: StoreConfig, threads: int) -
         write_s, pub = _timed(lambda: store.publish(ds, None, {"created": "bench"}, ref, cfg),
                               before=lambda: shutil.rmtree(ref.path, ignore_errors=True))
     sum_s, _ = _timed(lambda: checksums.digest_files(ref.path, checksums.stored_files(ref.path), threads))
-    stored = sum(p.stat().st_size for p in (ref.data_path / "image").rglob("*") if p.is_file() and p.name != "zarr.json")
+    stored = sum(p.stat().st_size for p in (ref.data_path / "image").rglob("*")
+                 if p.is_file() and p.name != "zarr.json")
     load_s, got = _timed(lambda: zarr.open_group(ref.data_path, mode="r")["image"][:])
     assert np.array_equal(got, x)
     del got
@@ -158,7 +159,7 @@ def main() -> None:
         store.publish(ds, None, {"created": "bench"}, ref, cfg)
         arr = zarr.open_group(ref.data_path, mode="r")["image"]
         idx = [np.sort(rng.choice(len(sub), 64, replace=False)) for _ in range(20)]
-        batch_s, _ = _timed(lambda: [arr.get_orthogonal_selection((i,)) for i in idx])
+        batch_s, _ = _timed(lambda arr=arr, idx=idx: [arr.get_orthogonal_selection((i,)) for i in idx])
         shutil.rmtree(ref.path)
         print(f"| {kib} KiB | {s['rows']} | {s['files']} | {s['write']:.0f} | {s['load']:.0f} | "
               f"{s['load'] / raw['dec']:.2f} | {batch_s / 20 * 1000:.0f} |", flush=True)

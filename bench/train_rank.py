@@ -39,7 +39,8 @@ def main(store: str, start: int, stop: int, steps: int, batch: int, out: str, sp
     seconds = time.perf_counter() - t0
     if hvd.rank() == 0:
         with open(out, "w") as fh:
-            json.dump({"world": hvd.size(), "seconds": seconds, "samples_per_s": steps * batch * hvd.size() / seconds}, fh)
+            json.dump({"world": hvd.size(), "seconds": seconds,
+                       "samples_per_s": steps * batch * hvd.size() / seconds}, fh)
 
 
 if __name__ == "__main__":

@@ -106,7 +106,7 @@ def step_ratio(store: str, train: tuple[int, int], steps: int) -> tuple[float, f
     it = iter(loader.stream(0, 0, 10))
     step(*cached[0]), step_from(it)
     times = {"zarr": [], "cached": []}
-    for rep in range(7):
+    for _rep in range(7):
         t0 = time.perf_counter()
         for _ in range(steps):
             loss, *_ = step_from(it)
@@ -206,7 +206,8 @@ def main() -> None:
         rows.append((f"  ceiling: 2 independent processes, batch {batch}", f"{r['apart']:,.0f} / (2 × {r['one']:,.0f})",
                      r["ceiling"], "(reference)", None))
     b = bytes_ratios()
-    for spec, goal, ok in (("fp16", "0.50", math.isclose(b["fp16"], 0.5)), ("topk:0.01", "<= 0.03", b["topk:0.01"] <= 0.03),
+    for spec, goal, ok in (("fp16", "0.50", math.isclose(b["fp16"], 0.5)),
+                           ("topk:0.01", "<= 0.03", b["topk:0.01"] <= 0.03),
                            ("powersgd:4", "<= 0.05", b["powersgd:4"] <= 0.05)):
         rows.append((f"bytes/step {spec} ÷ none", f"of {b['none_bytes']:,} B", b[spec], goal, ok))
     if not args.skip_accuracy:

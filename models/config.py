@@ -26,7 +26,8 @@ class TrainConfig(BaseModel):
     epochs: int = Field(10, gt=0)
     batch_size: int = Field(64, gt=0, description="samples per rank per step")
     learning_rate: float = Field(1e-3, gt=0, description="per-rank rate; scaled by world size")
-    compression: str = Field("fp16", description="none, fp16, topk:RATIO (e.g. topk:0.01) or powersgd:RANK (e.g. powersgd:4)")
+    compression: str = Field("fp16", description="none, fp16, topk:RATIO (e.g. topk:0.01) or powersgd:RANK "
+                                                 "(e.g. powersgd:4)")
     np: int | None = Field(None, gt=0, description="Horovod ranks; null = one per GPU, else 2")
     threads_per_rank: int = Field(1, gt=0)
     shuffle_buffer: int = Field(4096, gt=0)

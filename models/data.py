@@ -72,9 +72,15 @@ def cf_decoder(array: zarr.Array):
     if scale is None and offset is None:
         return tf.identity
     scale, offset = float(1.0 if scale is None else scale), float(offset or 0.0)
-
-    def decode(x: tf.Tensor) -> tf.Tensor:
-        return tf.cast(x, tf.float32) * scale + offset
+    steps = round(1 / scale) if scale else 0
+    if offset == 0.0 and steps and np.float64(1 / steps) == scale:
+        # e.g. 1/255: a correctly rounded k / 255 in float32 is exactly float32(k * scale_factor), what
+        # xarray's float64 decoding gives cast to float32; multiplying by float32(1/255) is not
+        def decode(x: tf.Tensor) -> tf.Tensor:
+            return tf.cast(x, tf.float32) / float(steps)
+    else:
+        def decode(x: tf.Tensor) -> tf.Tensor:
+            return tf.cast(x, tf.float32) * scale + offset
 
     return decode
 

@@ -28,6 +28,7 @@ from models import checkpoint
 from models.plan import TrainPlan
 from models.rundir import RunDir
 from models.supervise import supervise
+from models.telemetry import ADDRESS_ENV, INTERVAL_ENV, RUN_ENV, SWITCH_ENV, TLS_ENV
 
 #: the environment a rank reads to watch its supervisor (``models.train.watch_supervisor``)
 SUPERVISOR_PID_ENV, SUPERVISOR_HOST_ENV = "DCPIPE_SUPERVISOR_PID", "DCPIPE_SUPERVISOR_HOST"
@@ -106,7 +107,7 @@ def srun_command(np: int, plan_path: Path, hosts: str | None = None) -> list[str
 def mpirun_command(np: int, plan_path: Path, hosts: str | None = None) -> list[str]:
     """``mpirun -np N [-H HOSTS] python -m models.train PLAN`` (MPI Horovod build; e.g. a Kubeflow MPIJob)."""
     exported = ["PYTHONPATH", "OMP_NUM_THREADS", "TF_CPP_MIN_LOG_LEVEL", "PYTHONUNBUFFERED", SUPERVISOR_PID_ENV,
-                SUPERVISOR_HOST_ENV, RESTARTS_ENV]
+                SUPERVISOR_HOST_ENV, RESTARTS_ENV, ADDRESS_ENV, RUN_ENV, TLS_ENV, SWITCH_ENV, INTERVAL_ENV]
     return ["mpirun", "-np", str(np), *(["-H", hosts] if hosts else []), "-bind-to", "none", "-map-by", "slot",
             *[a for name in exported for a in ("-x", name)], sys.executable, "-m", "models.train", str(plan_path)]
 
@@ -183,12 +184,13 @@ def _from_step(run: RunDir, world: int) -> int:
 
 
 def launch(plan: TrainPlan, np: int, log=print, launcher: str = "horovodrun", hosts: str | None = None,
-           answers: Callable[[str], bool] = host_answers) -> dict:
+           answers: Callable[[str], bool] = host_answers, extra_env: dict[str, str] | None = None) -> dict:
     """Run the ranks of ``plan`` with ``launcher`` (see ``LAUNCHERS``); return rank 0's metrics.
 
     Output goes to ``log`` and the run's ``train.log``. A failed attempt is restarted from the
     last checkpoint up to ``plan.train.max_restarts`` times (see :func:`restart_world`); rank 0's
-    ``metrics.json`` records them under ``"restarts"``. Raises ``RunFinished`` when ``plan.resume``
+    ``metrics.json`` records them under ``"restarts"``. ``extra_env`` is added to the ranks' environment
+    (the monitoring's scheduler address and run id, ``models.telemetry``). Raises ``RunFinished`` when ``plan.resume``
     names a run that has finished, ``TrainingFailed`` when the restarts are exhausted.
     The application layer holds the run's lock (``RunDir.lock``) around this call.
     """
@@ -204,7 +206,7 @@ def launch(plan: TrainPlan, np: int, log=print, launcher: str = "horovodrun", ho
     while True:
         plan.save(run.plan)
         cmd = LAUNCHERS[launcher](world, run.plan, attempt_hosts)
-        env = rank_env(plan.threads_per_rank) | {RESTARTS_ENV: json.dumps(restarts)}
+        env = rank_env(plan.threads_per_rank) | (extra_env or {}) | {RESTARTS_ENV: json.dumps(restarts)}
         log(f"Horovod: {' '.join(cmd[:7])} ... ({world} ranks)")
         code = supervise(cmd, env=env, cwd=run.path, log_path=run.log, marker=str(run.plan), log=log)
         if code == 0:

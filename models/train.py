@@ -21,6 +21,7 @@ import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
 from models import checkpoint, compression, data, export, networks  # noqa: E402
+from models.telemetry import Telemetry, hparams  # noqa: E402
 from models.launch import RESTARTS_ENV, SUPERVISOR_HOST_ENV, SUPERVISOR_PID_ENV  # noqa: E402
 from models.supervise import process_alive  # noqa: E402
 from models.plan import TrainPlan  # noqa: E402
@@ -57,9 +58,9 @@ class HorovodCollectives:
     def __init__(self):
         self.size = hvd.size()
 
-    def allreduce_mean(self, tensor, name):
-        # Horovod: average a tensor over ranks.
-        return hvd.allreduce(tensor, op=hvd.Average, name=name)
+    def allreduce_mean(self, tensor, name, compression=hvd.Compression.none):
+        # Horovod: average a tensor over ranks (with ``compression``, Horovod's codec, on the wire).
+        return hvd.allreduce(tensor, op=hvd.Average, name=name, compression=compression)
 
     def allgather(self, tensor, name):
         # Horovod: concatenate every rank's tensor along the first axis.
@@ -116,19 +117,25 @@ def _step_function(model, optimizer, compressor: compression.Compressor):
             logits = model(x, training=True)
             loss = loss_fn(y, logits)
             scaled = optimizer.scale_loss(loss)
+        # Gradients w.r.t. the tf.Variables under Keras 3's variables (see stack.md); an embedding's
+        # sparse gradient is exchanged dense.
+        local = [_dense(g) for g in tape.gradient(scaled, [v.value for v in variables])]
+        with tf.control_dependencies(local):
+            computed = tf.timestamp()      # the last local gradient is ready
         if compressor.horovod_codec is not None:
-            # Horovod: allreduce the gradients inside the tape, with Horovod's codec on the wire
-            # (gradients w.r.t. the tf.Variables under Keras 3's variables: see stack.md; an embedding's
-            # sparse gradient is allreduced dense, not allgathered).
-            tape = hvd.DistributedGradientTape(tape, compression=HOROVOD_CODECS[compressor.horovod_codec],
-                                               sparse_as_dense=True)
-            grads = tape.gradient(scaled, [v.value for v in variables])
+            # Horovod: average each gradient over ranks with Horovod's codec on the wire, as
+            # DistributedGradientTape does (done here so that the exchange can be timed).
+            codec = HOROVOD_CODECS[compressor.horovod_codec]
+            grads = [comm.allreduce_mean(g, f"grad_{i}", codec) for i, g in enumerate(local)]
         else:
-            grads = compressor.exchange([_dense(g) for g in tape.gradient(scaled, [v.value for v in variables])],
-                                        comm)
-        optimizer.apply_gradients(zip(grads, variables))
+            grads = compressor.exchange(local, comm)
+        with tf.control_dependencies(grads):
+            exchanged = tf.timestamp()     # every averaged gradient is back
+        with tf.control_dependencies([exchanged]):
+            optimizer.apply_gradients(zip(grads, variables))
+        done = tf.timestamp()              # stateful ops run in program order: after the update
         hits = tf.reduce_sum(tf.cast(tf.equal(tf.argmax(logits, -1, output_type=tf.int32), y), tf.float32))
-        return loss, hits
+        return loss, hits, computed, exchanged, done
 
     return step
 
@@ -138,7 +145,8 @@ def iterator_step(step, decode=tf.identity):
     Python round trip per batch (measured: a loader-fed step went from 1.07x to 1.04x the time of
     one on cached tensors). ``decode`` turns a batch as stored into the model's input there
     (:meth:`models.data.ZarrLoader.decode`). Also returns the batch's size and the seconds spent
-    waiting for it."""
+    waiting for it, and, when ``step`` returns its timestamps (:func:`_step_function`), the step's
+    five wall-clock marks: start, batch arrived, local gradients ready, exchanged, applied."""
 
     @tf.function
     def step_from(iterator):
@@ -151,8 +159,9 @@ def iterator_step(step, decode=tf.identity):
         # queued behind the step's compute (which inflated the wait 40x on one inter-op thread).
         with tf.control_dependencies([waited]):
             x, y = tf.identity(x), tf.identity(y)
-        loss, hits = step(decode(x), y)
-        return loss, hits, tf.shape(y)[0], waited
+        loss, hits, *marks = step(decode(x), y)
+        out = (loss, hits, tf.shape(y)[0], waited)
+        return out + (tf.stack([started, started + waited, *marks]),) if marks else out
 
     return step_from
 
@@ -218,7 +227,15 @@ def train(plan: TrainPlan) -> dict | None:
     step = iterator_step(_step_function(model, optimizer, compressor), loader.decode)
     shapes = [tuple(v.shape) for v in model.trainable_variables]
     bytes_per_step = compressor.bytes_per_step(shapes)
-    writer = tf.summary.create_file_writer(str(run.tensorboard)) if rank == 0 else None
+    # A readable TensorBoard run name: <run id>/tensorboard/<network>-<compression>-<N>ranks.
+    tb_name = f"{plan.network}-{plan.compression.replace(':', '')}-{size}ranks"
+    writer = tf.summary.create_file_writer(str(run.tensorboard / tb_name)) if rank == 0 else None
+    telemetry = Telemetry.from_env(rank=rank, size=size, run_dir=run_dir, steps_total=steps * plan.epochs,
+                                   epochs=plan.epochs, bytes_per_step=bytes_per_step, writer=writer,
+                                   learning_rate=lambda: optimizer.learning_rate)
+    if writer is not None:
+        hparams(writer, {"network": plan.network, "compression": plan.compression, "ranks": size,
+                         "dataset_version": plan.dataset_version}, telemetry.run_id)
 
     # Every rank says where it runs (one line each, in train.log): placement is what a launch gets wrong.
     # Horovod: local rank, the rank's index on its node.
@@ -229,56 +246,71 @@ def train(plan: TrainPlan) -> dict | None:
         f"{plan.logical_shards} logical shards")
     history = [h for h in _previous_history(run) if h["epoch"] <= position.epoch] if position.global_step else []
     global_step, t_train = position.global_step, time.perf_counter()
+    timeline = {"train_start": time.time()}   # wall clock, for the run's time breakdown
+    telemetry.phase("training")
     batches = iter(loader.stream(position.epoch, position.batches_consumed, plan.epochs))   # exactly the steps left
     for epoch in range(position.epoch, plan.epochs):
         consumed = position.batches_consumed if epoch == position.epoch else 0
         left = loader.steps_left(consumed)
         t0, totals, waits = time.perf_counter(), np.zeros(3), []
         for s in range(left):
-            loss, hits, n, waited = step(batches)
+            loss, hits, n, waited, marks = step(batches)
             waits.append(float(waited))
             totals += (float(loss) * int(n), float(hits), int(n))
             global_step += 1
+            telemetry.step(marks.numpy(), float(loss), global_step, epoch + 1)
             if plan.checkpoint_every and (s + 1) % plan.checkpoint_every == 0 and s + 1 < left and rank == 0:
                 # Horovod: only rank 0 writes checkpoints.
-                checkpoint.save(run_dir, model, optimizer,
-                                checkpoint.Position(epoch, consumed + (s + 1) * size, global_step))
+                with telemetry.span("checkpoint"):
+                    checkpoint.save(run_dir, model, optimizer,
+                                    checkpoint.Position(epoch, consumed + (s + 1) * size, global_step))
         # Horovod: sum the epoch's training loss, hits and counts over ranks.
         loss_sum, hits, count = hvd.allreduce(tf.constant(totals), op=hvd.Sum, name="train_totals").numpy()
-        val_loss, val_acc = _evaluate(model, val_ds)
+        with telemetry.span("validation"):
+            val_loss, val_acc = _evaluate(model, val_ds)
         seconds = time.perf_counter() - t0
         record = {"epoch": epoch + 1, "train_loss": loss_sum / max(count, 1), "train_accuracy": hits / max(count, 1),
                   "val_loss": val_loss, "val_accuracy": val_acc, "seconds": seconds, "steps": len(waits),
                   "data_wait_seconds": float(np.sum(waits)),
                   "data_wait_ms_per_step": 1e3 * float(np.mean(waits)) if waits else 0.0}
         history.append(record)
+        telemetry.epoch_end(record)
         log(f"[train] epoch {epoch + 1}/{plan.epochs}  loss {record['train_loss']:.4f}  val_loss {val_loss:.4f}  "
             f"val_acc {val_acc:.4f}  {seconds:.1f}s (data wait {record['data_wait_ms_per_step']:.2f} ms/step)")
         if rank == 0:
             # Horovod: only rank 0 writes checkpoints and TensorBoard events.
             # History first: a resume keeps only the records of the epochs its checkpoint finished.
             atomic_write_text(run.history, json.dumps(history, indent=2) + "\n")
-            checkpoint.save(run_dir, model, optimizer, checkpoint.Position(epoch + 1, 0, global_step))
+            with telemetry.span("checkpoint"):
+                checkpoint.save(run_dir, model, optimizer, checkpoint.Position(epoch + 1, 0, global_step))
             with writer.as_default(step=epoch + 1):
                 for key in ("train_loss", "train_accuracy", "val_loss", "val_accuracy", "data_wait_ms_per_step"):
                     tf.summary.scalar(key, record[key])
             writer.flush()
     loader.close()
     train_seconds = time.perf_counter() - t_train
-    test_loss, test_acc = _evaluate(model, test_ds)
+    timeline["train_end"] = time.time()
+    telemetry.phase("evaluation")
+    with telemetry.span("evaluation"):
+        test_loss, test_acc = _evaluate(model, test_ds)
+    timeline["eval_end"] = time.time()
     log(f"[train] test_loss {test_loss:.4f}  test_accuracy {test_acc:.4f}")
     if rank != 0:
+        telemetry.close()
         return None
-    with atomic_path(run.model) as path:
+    telemetry.phase("export")
+    with telemetry.span("export"), atomic_path(run.model) as path:
         model.save(path)
-    with atomic_path(run.bundle) as path:     # the one SavedModel export: bundle/model
+    with telemetry.span("export"), atomic_path(run.bundle) as path:     # the one SavedModel export: bundle/model
         export.write_bundle(model, plan, path)
+    timeline["export_end"] = time.time()
+    telemetry.close()
     metrics = {"world_size": size, "compression": plan.compression, "device": "GPU" if on_gpu else "CPU",
                "network": plan.network, "steps_per_epoch": steps, "global_batch": plan.batch_size * size,
                "bytes_per_step": bytes_per_step, "resumed_from_step": position.global_step,
                "logical_shards": plan.logical_shards, "restarts": json.loads(os.environ.get(RESTARTS_ENV, "[]")),
                "test_loss": test_loss, "test_accuracy": test_acc, "train_seconds": train_seconds,
-               "bundle": str(run.bundle), "history": history}
+               "bundle": str(run.bundle), "history": history, "timeline": timeline}
     atomic_write_text(run.metrics, json.dumps(metrics, indent=2) + "\n")
     return metrics
 

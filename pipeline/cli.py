@@ -93,6 +93,13 @@ def _parser() -> argparse.ArgumentParser:
     lin.add_argument("run", metavar="RUN", help="run id (under WORKDIR/runs) or run folder")
     lin.add_argument("--workdir", default="dcpipe-work", help="working folder (default: ./dcpipe-work)")
     _serving_parsers(sub, common)
+    tn = sub.add_parser("tune", parents=[common], help="search hyperparameters with Optuna on the Dask cluster "
+                        "(the config's tune section; see docs/tuning.md); prints the best run id last")
+    tn.add_argument("--config", help="YAML config with a tune section; default: the built-in one")
+    tn.add_argument("--trials", type=int, help="trials the study should hold (default: tune.trials)")
+    tn.add_argument("--workdir", default="dcpipe-work", help="working folder (default: ./dcpipe-work)")
+    tn.add_argument("--study", help="study name under WORKDIR/studies/ (default: tune.study, else dataset.name); "
+                    "an existing study continues")
     return parser
 
 
@@ -107,6 +114,8 @@ def _dispatch(args: argparse.Namespace) -> int:
         return _runs(args)
     if args.command in SERVING_COMMANDS:
         return _serving(args)
+    if args.command == "tune":
+        return _tune(args)
     from pipeline.job import prepare_only, run
     for flag in ("workers", "np", "epochs"):
         value = getattr(args, flag, None)
@@ -169,6 +178,20 @@ def _serving(args: argparse.Namespace) -> int:
     if flags:
         cfg = cfg.with_overrides(serve=flags)
     serve([args.run, *args.more_runs], args.workdir, cfg.serve)
+    return 0
+
+
+def _tune(args: argparse.Namespace) -> int:
+    if args.trials is not None and args.trials < 1:
+        raise UserError(f"--trials must be a positive integer (got {args.trials})")
+    from pipeline.tune.search import tune
+    outcome = tune(load_config(args.config), args.workdir, trials=args.trials, study=args.study)
+    if outcome.best_run is None:
+        raise UserError(f"study {outcome.study}: no trial completed; see {outcome.folder / 'trials.csv'} "
+                        "and the trials' logs under trials/")
+    print(f"best: val_accuracy {outcome.best_value:.4f}, bundle {outcome.best_bundle} "
+          f"(config {outcome.folder / 'best.yaml'})")
+    print(outcome.best_run)
     return 0
 
 

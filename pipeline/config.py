@@ -47,6 +47,22 @@ class SourceConfig(_Section):
     rows_per_partition: int = Field(50_000, gt=0, description="sql and images: records per partition")
     values_var: str = Field("image", description="xarray: the variable holding the values (sample first)")
     label_var: str = Field("label", description="xarray: the variable holding the labels")
+    text_field: str | None = Field(None, description="jsonl, parquet: read this field as a text record "
+                                   "(source, line, raw, text)")
+    label_field: str = Field("label", description="jsonl, parquet with text_field and labelled: the label's field")
+
+
+    @property
+    def is_text(self) -> bool:
+        """Records of text (a ``text`` column): a text source, or a jsonl/parquet field named by ``text_field``."""
+        return self.kind == "text" or self.text_field is not None
+
+    @model_validator(mode="after")
+    def _text_field_kind(self) -> "SourceConfig":
+        if self.text_field is not None and self.kind not in ("jsonl", "parquet"):
+            raise ValueError(f"text_field is read from jsonl or parquet sources, not {self.kind}; "
+                             "remove it, or set kind: jsonl / parquet")
+        return self
 
 
 class SchemaConfig(_Section):
@@ -120,11 +136,44 @@ class TextPolicy(_Section):
         default_factory=lambda: ["email", "phone", "ip", "digits"], description="personal data to mask")
 
 
+class NearDuplicatePolicy(_Section):
+    """MinHash + LSH near-duplicates of text records (pipeline/clean/near_duplicates.py, docs/text.md)."""
+    threshold: float = Field(0.8, gt=0, lt=1, description="estimated Jaccard similarity at or above which "
+                             "two records are near-duplicates")
+    num_perm: int = Field(128, ge=16, le=1024, description="MinHash permutations (signature length)")
+    ngram: int = Field(5, ge=1, le=64, description="character n-grams (shingles) of the cleaned text")
+
+
+class QualityPolicy(_Section):
+    """Gopher/C4-style document filters (pipeline/clean/quality.py); null turns a check off."""
+    min_words: int | None = Field(None, ge=0, description="too_few_words below it (Gopher: 50)")
+    max_words: int | None = Field(100_000, gt=0, description="too_many_words above it")
+    min_mean_word_length: float | None = Field(None, ge=0, description="mean_word_length below it (Gopher: 3)")
+    max_mean_word_length: float | None = Field(10.0, gt=0, description="mean_word_length above it")
+    max_symbol_ratio: float | None = Field(0.1, ge=0, description="symbol_ratio: '#' and '...' per word")
+    max_non_letter_ratio: float | None = Field(None, ge=0, le=1, description="non_letter_ratio: share of "
+                                               "words without a letter (Gopher: 0.2)")
+    max_repeated_line_fraction: float | None = Field(0.3, ge=0, le=1, description="repeated_lines: share "
+                                                     "of lines that repeat an earlier line")
+    max_top_ngram_fraction: dict[int, float] = Field(
+        default_factory=lambda: {2: 0.2, 3: 0.18, 4: 0.16},
+        description="repeated_ngrams: characters in the most frequent word n-gram / all, per n")
+    max_duplicate_ngram_fraction: dict[int, float] = Field(
+        default_factory=lambda: {5: 0.15, 6: 0.14, 7: 0.13, 8: 0.12, 9: 0.11, 10: 0.10},
+        description="duplicate_ngrams: characters in word n-grams seen more than once / all, per n")
+    language: Literal["en"] | None = Field(None, description="language: en = at least 2 of Gopher's "
+                                           "English stop words (the, be, to, of, and, that, have, with)")
+
+
 class CleanConfig(_Section):
     missing: MissingPolicy = MissingPolicy()
     duplicates: Literal["drop", "keep"] = Field("drop", description="exact duplicates across all partitions")
     outliers: OutlierPolicy = OutlierPolicy()
     text: TextPolicy = TextPolicy()
+    near_duplicates: NearDuplicatePolicy | None = Field(None, description="text: e.g. {threshold: 0.8, "
+                                                        "num_perm: 128, ngram: 5}; null = off")
+    quality: QualityPolicy | None = Field(None, description="text: document quality filters, e.g. {} for "
+                                          "the defaults; null = off")
 
 
 class GatesConfig(_Section):
@@ -277,6 +326,36 @@ class ServeConfig(_Section):
                             "and instance bytes); 0 = no cache")
 
 
+def _default_space() -> dict:
+    return {"train.learning_rate": {"log_uniform": [1.0e-4, 1.0e-2]}, "train.batch_size": {"choice": [32, 64, 128]},
+            "train.network": {"choice": ["cnn", "mlp"]}}
+
+
+class TuneConfig(_Section):
+    """``dcpipe tune``: an Optuna study over the config's keys (docs/tuning.md)."""
+    study: str | None = Field(None, pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$",
+                              description="study name, stored under studies/<name>/; null = dataset.name")
+    trials: int = Field(20, gt=0, description="finished trials the study should hold (pruned ones count)")
+    sampler: Literal["tpe", "random", "cmaes", "nsga2"] = Field(
+        "tpe", description="tpe (Bayesian), random, cmaes (evolution strategy), nsga2 (genetic)")
+    pruner: Literal["hyperband", "successive_halving", "none"] = Field(
+        "hyperband", description="stops poor trials early on the val accuracy reported each epoch")
+    np: int = Field(1, gt=0, description="Horovod ranks per trial (train.np of every trial)")
+    prepare: bool = Field(False, description="true: data-side keys may vary; each distinct data config is "
+                          "prepared once")
+    seed: int = Field(0, ge=0, description="seeds the sampler")
+    space: dict = Field(default_factory=_default_space, description="KEY: {log_uniform|uniform|int|choice: ...}")
+
+    @field_validator("space")
+    @classmethod
+    def _space_parses(cls, space: dict, info) -> dict:
+        from pipeline.tune.space import parse_space   # late: the tune package is a layer above config
+        if not space:
+            raise ValueError("is empty; give at least one key, e.g. train.learning_rate: {log_uniform: [1.0e-4, 1.0e-2]}")
+        parse_space(space, prepare=info.data.get("prepare", False))
+        return space
+
+
 class JobConfig(_Section):
     seed: int = Field(0, ge=0, description="seeds the split, the augmentation and the model")
     dataset: DatasetConfig = DatasetConfig()
@@ -291,8 +370,16 @@ class JobConfig(_Section):
     train: TrainConfig = TrainConfig()
     cluster: ClusterConfig = ClusterConfig()
     serve: ServeConfig = ServeConfig()
+    tune: TuneConfig = TuneConfig()
 
     model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+
+    @model_validator(mode="after")
+    def _space_values_fit(self) -> "JobConfig":
+        from pipeline.tune.space import check_values
+        if "tune" in self.model_fields_set:
+            check_values(self, self.tune.space)
+        return self
 
     @property
     def schema(self) -> SchemaConfig:  # noqa: D401 - the section, under its YAML name
@@ -317,6 +404,8 @@ class JobConfig(_Section):
 
 def _format_error(err: dict, origin: str) -> str:
     path = ".".join(str(p) for p in err["loc"] if p != "__root__") or "(top level)"
+    if path == "(top level)" and err["msg"].startswith("Value error, tune.space"):   # names its own key
+        return f"{origin}: {err['msg'].removeprefix('Value error, ')}"
     if err["type"] == "extra_forbidden":
         return f"{origin}: unknown key '{path}'; remove it or check its spelling (see `dcpipe config`)"
     got = err.get("input")

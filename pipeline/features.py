@@ -113,6 +113,30 @@ def text_features() -> FeaturesConfig:
                                    "min_frequency": 1, "max_size": 20000}])
 
 
+def packed_features() -> FeaturesConfig:
+    """The default of an unlabelled text job: a BPE tokenizer, documents packed into 128-token sequences."""
+    return FeaturesConfig(groups=[{"kind": "packed", "name": "tokens", "columns": ["text"], "length": 128}])
+
+
+TEXT_KINDS = ("sequence", "subword")    # labelled text; an unlabelled corpus is ``packed``
+
+
+def is_packed(cfg: JobConfig) -> bool:
+    return cfg.source.is_text and not cfg.source.labelled
+
+
+def _check_text_group(cfg: JobConfig, group: dict) -> None:
+    kinds = ("packed",) if is_packed(cfg) else TEXT_KINDS
+    if group["kind"] not in kinds or group["name"] != "tokens":
+        how = ("an unlabelled text source stores packed sequences" if is_packed(cfg)
+               else "a labelled text dataset stores one row of token ids per record")
+        raise UserError(f"features.groups[0]: {how} (got {group['kind']} {group['name']!r}); e.g. "
+                        f"[{{kind: {kinds[0]}, name: tokens, columns: [text]}}], or [] for the default")
+    if is_packed(cfg) and cfg.augment.copies:
+        raise UserError(f"augment.copies: packed text sequences are not augmented (got {cfg.augment.copies}); "
+                        "set augment.copies: 0")
+
+
 #: model input variable -> its dims after ``sample``
 DIMS = {"image": ("height", "width", "channel"), "tokens": ("position",)}
 
@@ -123,9 +147,12 @@ def resolve_features(cfg: JobConfig) -> FeaturesConfig:
     A dataset stores one model input: a ``pixels`` group named ``image`` (tables, images) or a
     ``sequence`` group named ``tokens`` (text).
     """
-    text = cfg.source.kind == "text"
-    default = text_features() if text else image_features(cfg.schema)
+    text = cfg.source.is_text
+    default = (packed_features() if is_packed(cfg) else text_features()) if text else image_features(cfg.schema)
     groups = cfg.features.groups
+    if text and len(groups) <= 1:
+        _check_text_group(cfg, (groups or default.groups)[0])
+        return cfg.features if groups else default
     if not groups:
         return default
     want = default.groups[0]
@@ -164,9 +191,12 @@ def to_dataset(rows: dd.DataFrame, lengths: tuple[int, ...], cfg: JobConfig,
     schema = cfg.schema
     chunks = (tuple(lengths),)
     fitted = FeatureTransform.fit(rows, resolve_features(cfg))
+    if is_packed(cfg):
+        return _packed(rows, lengths, cfg, fitted)
     (name, x), = fitted.transform_dask(rows, lengths).items()
     state = fitted.transforms[0].state
-    x_attrs = {"vocabulary": state["vocabulary"]} if name == "tokens" else {}
+    x_attrs = ({"vocabulary": state["vocabulary"]} if "vocabulary" in state else
+               {"vocab_size": state["vocab_size"]} if "vocab_size" in state else {})
     col = lambda name, dtype: rows[name].to_dask_array(lengths=list(lengths)).astype(dtype)  # noqa: E731
     source_index = rows["source"].map({s: i for i, s in enumerate(sources)}, meta=("source", "int32"))
     ds = xr.Dataset(
@@ -184,3 +214,15 @@ def to_dataset(rows: dd.DataFrame, lengths: tuple[int, ...], cfg: JobConfig,
                "features": fitted.to_json()},
     )
     return ds
+
+
+def _packed(rows: dd.DataFrame, lengths: tuple[int, ...], cfg: JobConfig, fitted: FeatureTransform) -> xr.Dataset:
+    """The packed sequences of an unlabelled corpus (:mod:`pipeline.packing`); counts in ``attrs``."""
+    from pipeline.packing import packed_dataset
+    from pipeline.store import chunk_rows
+    transform = fitted.transforms[0]
+    ds, per_split, tokens = packed_dataset(rows, lengths, transform,
+                                           chunk_rows(cfg.store, 2 * 4 * transform.length))
+    ds["tokens"].attrs["vocab_size"] = transform.state["vocab_size"]
+    return ds.assign_attrs(dataset=cfg.dataset.name, label_names=[], features=fitted.to_json(),
+                           packed_length=transform.length, sequences=per_split, **tokens)

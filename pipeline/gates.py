@@ -32,7 +32,7 @@ def _failure(manifest: dict, gates: GatesConfig, schema: SchemaConfig, where: st
             f"> gates.max_quarantined_fraction {gates.max_quarantined_fraction:g}; see quarantine.parquet and "
             "report.html")
     counts = manifest.get("label_counts", {})
-    for name in schema.label_names:
+    for name in schema.label_names if manifest.get("labelled", True) else ():
         if counts.get(name, 0) < gates.min_rows_per_class:
             return "min_rows_per_class", (
                 f"{where}: quality gate failed: label {name!r} has {counts.get(name, 0)} rows < "

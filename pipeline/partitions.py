@@ -6,42 +6,99 @@ by separate filters instead lets dask-expr optimise and fuse each output apart, 
 work (validation, duplicate flags) then ran once per output. Everything stays one dask-expr graph
 (no ``to_delayed``/``from_delayed`` round trips), so all outputs computed or persisted together
 share each partition's task.
+
+The Python 3.11 meta lock, and the two things that keep it from deadlocking ``prepare``
+(:class:`_GivenMeta` and :func:`wait_persisted`, both here so they change together):
+on Python 3.11 ``functools.cached_property`` holds one lock per class attribute while it computes
+(3.12 dropped the lock). A LocalCluster's scheduler materialises a persisted graph in a thread of
+the client's process; it computes ``Concat._meta`` -> ``frame.ndim`` -> ``MapPartitions._meta``,
+while the client thread computing a new ``map_partitions`` meta holds the ``MapPartitions._meta``
+lock and waits for ``ndim``'s: a deadlock (seen in ``prepare``, whose quarantine concatenates these
+outputs). So (1) our ``map_partitions`` read the meta given to them through a plain property,
+which takes no lock: a subclass of dask-expr's private ``MapPartitions``, used only where
+``cached_property`` locks (Python < 3.12; the public ``map_partitions`` elsewhere), and checked to
+be the class it subclasses, so a Dask that changes it fails here, loudly, not in a hang; and (2)
+``prepare`` builds no new expression until its persist is done (:func:`wait_persisted`).
 """
 from __future__ import annotations
 
+import sys
 from collections.abc import Callable
 
+import dask
 import dask.dataframe as dd
 import numpy as np
 import pandas as pd
-from dask._collections import new_collection
-from dask.dataframe.dask_expr._expr import MapPartitions
+from distributed import wait
 
 from pipeline import sizeof as _sizeof  # noqa: F401 - registers the fast sizeof of wide frames on workers
 
 COUNT_META = pd.DataFrame({"n": pd.Series(dtype="int64")})
 
+#: cached_property locks per class attribute before Python 3.12: only then is the private path taken.
+META_LOCKS = sys.version_info < (3, 12)
+#: dask-expr is inside dask (``dask.dataframe.dask_expr``) since 2025.1; checked with 2026.8.0.
+DASK_EXPR_SINCE = (2025, 1)
 
-class _GivenMeta(MapPartitions):
-    """``map_partitions`` whose meta is the one given, read without computing anything.
 
-    Why: on Python 3.11 ``functools.cached_property`` holds one lock per class attribute while it
-    computes. A LocalCluster's scheduler materialises a persisted graph in a thread of the client's
-    process; it computes ``Concat._meta`` -> ``frame.ndim`` -> ``MapPartitions._meta``, while the
-    client thread computing a new ``map_partitions`` meta holds the ``MapPartitions._meta`` lock
-    and waits for ``ndim``'s: a deadlock (seen in ``prepare``, whose quarantine concatenates these
-    outputs). A plain property takes no lock.
+def _dask_version() -> tuple[int, int]:
+    return tuple(int(part) for part in dask.__version__.split(".")[:2])
+
+
+def _private_path():
+    """(``MapPartitions`` subclass with a lock-free ``_meta``, dask's ``new_collection``), or
+    ``(None, None)`` where the public ``map_partitions`` takes no lock. Raises ``ImportError`` on a
+    Dask whose private class is not the one this was written against."""
+    if not META_LOCKS:
+        return None, None
+    if _dask_version() < DASK_EXPR_SINCE:
+        raise ImportError(f"dcpipe needs dask >= {'.'.join(map(str, DASK_EXPR_SINCE))} (dask-expr inside dask); "
+                          f"found {dask.__version__}")
+    from dask._collections import new_collection
+    from dask.dataframe.dask_expr._expr import MapPartitions
+
+    if "meta" not in getattr(MapPartitions, "_parameters", ()) or not hasattr(MapPartitions, "operand"):
+        raise ImportError(f"dask {dask.__version__}: dask.dataframe.dask_expr._expr.MapPartitions has no 'meta' "
+                          "operand; pipeline/partitions.py must be updated for this Dask (see its docstring)")
+
+    class _GivenMeta(MapPartitions):
+        """``map_partitions`` whose meta is the one given, read without computing anything or
+        taking ``cached_property``'s class-wide lock."""
+
+        @property
+        def _meta(self):
+            return self.operand("meta")
+
+    return _GivenMeta, new_collection
+
+
+_GivenMeta, _new_collection = _private_path()
+
+
+def _given_meta(mapped: dd.DataFrame) -> dd.DataFrame:
+    """``mapped`` (a ``map_partitions`` result) re-made as :class:`_GivenMeta` where meta locks exist."""
+    if _GivenMeta is None:
+        return mapped
+    base = _GivenMeta.__mro__[1]
+    if type(mapped.expr) is not base:   # not an assert: it must hold under ``python -O`` too
+        raise RuntimeError(f"dask {dask.__version__}: map_partitions made a {type(mapped.expr).__name__}, "
+                           f"not {base.__name__}; pipeline/partitions.py must be updated for this Dask")
+    return _new_collection(_GivenMeta(*mapped.expr.operands))
+
+
+def wait_persisted(persisted: list) -> list:
+    """Block until every collection of ``client.persist(...)`` is in memory, and return them.
+
+    Build no new expression before: dask-expr's per-class meta locks can deadlock against the
+    scheduler materialising the persisted graph in this process (see the module docstring).
     """
-
-    @property
-    def _meta(self):
-        return self.operand("meta")
+    wait(persisted)
+    return persisted
 
 
 def _map(frame: dd.DataFrame, func: Callable, *args, meta: pd.DataFrame, token: str) -> dd.DataFrame:
     """``frame.map_partitions(func, *args)`` with the given meta taken as is (see ``_GivenMeta``)."""
-    mapped = frame.map_partitions(func, *args, meta=meta, enforce_metadata=False, token=token)
-    return new_collection(_GivenMeta(*mapped.expr.operands))
+    return _given_meta(frame.map_partitions(func, *args, meta=meta, enforce_metadata=False, token=token))
 
 
 def _pick(results: tuple, j: int):

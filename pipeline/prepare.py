@@ -9,6 +9,7 @@ The stages are lazy functions; this module wires them together, persists the spl
 """
 from __future__ import annotations
 
+import dataclasses
 import time
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -17,11 +18,11 @@ from pathlib import Path
 import dask.dataframe as dd
 from distributed import Client
 
-from pipeline import augment, credentials, features, gates, ingest, progress, provenance, report, store
-from pipeline.clean import clean, clean_labelled_text
+from pipeline import augment, credentials, features, gates, ingest, partitions, progress, provenance, report, store
+from pipeline.clean import clean, clean_labelled_text, with_duplicate_of
 from pipeline.config import JobConfig
 from pipeline.errors import UserError
-from pipeline.validate import label_codes, validate, validate_labels
+from pipeline.validate import label_codes, validate, validate_labels, validate_unlabelled
 
 
 MIN_PARTITIONS = 8   # of a small input (e.g. one gzip file): work for up to 8 workers
@@ -48,12 +49,10 @@ class _Counts:
 def _counts(rows, quarantine, records, client: Client, show_progress: bool, extra: dict, cfg: JobConfig, log):
     """Persist the split table and quarantine; learn lengths, split, reason and cleaning counts."""
     lazy = {k: v for k, v in extra.items() if hasattr(v, "dask")}
-    # ingest, validate, clean and split, named so on the dashboard; returns once all is in memory
-    # (build no new expression before that: dask-expr's per-class meta locks can deadlock against
-    # the scheduler materialising the persisted graph in this process).
+    # ingest, validate, clean and split, named so on the dashboard
     persisted = progress.persist(client, [rows, quarantine, records.map_partitions(len).sum(), *lazy.values()],
                                  "ingest", show_progress, log)
-    rows, quarantine, n_records, *done = persisted
+    rows, quarantine, n_records, *done = partitions.wait_persisted(persisted)   # why: pipeline/partitions.py
     # Few distinct values: one output partition each, no shuffle.
     lengths, per_split, reasons, labels, n_in, *cleaned = progress.compute(client, [
         rows.map_partitions(len), rows["split"].value_counts(split_out=1),
@@ -128,6 +127,7 @@ def _manifest(ref: store.DatasetRef, cfg: JobConfig, sources: list[dict], c: _Co
         "records_in": c.n_in, "records_out": sum(c.lengths),
         "quarantined": c.quarantined, "duplicates_dropped": cleaning.pop("duplicates_dropped", 0),
         "cleaning": cleaning, "label_counts": c.label_counts,
+        **({"labelled": False} if features.is_packed(cfg) else {}),
         "counts": {**n, "train_stored": n_train_stored},
         "n_train": n["train"], "n_train_stored": n_train_stored, "n_val": n["val"], "n_test": n["test"],
         "ranges": ranges, "augmentations": cfg.augment.model_dump() if cfg.augment.copies else {},
@@ -137,15 +137,38 @@ def _manifest(ref: store.DatasetRef, cfg: JobConfig, sources: list[dict], c: _Co
     }
 
 
+def _packed_manifest(manifest: dict, ds) -> dict:
+    """A packed corpus counts sequences per split (records_out stays documents, for reconciliation)."""
+    n = ds.attrs["sequences"]
+    ranges = {"train": [0, n["train"]], "val": [n["train"], n["train"] + n["val"]],
+              "test": [n["train"] + n["val"], n["train"] + n["val"] + n["test"]]}
+    return {**manifest, "documents": manifest["counts"], "tokens": ds.attrs["tokens"],
+            "counts": {**n, "train_stored": n["train"]}, "n_train": n["train"], "n_train_stored": n["train"],
+            "n_val": n["val"], "n_test": n["test"], "ranges": ranges, "packed_length": ds.attrs["packed_length"]}
+
+
+def _with_tokenizer(write_report, ds):
+    """``write_report`` that also writes ``tokenizer.json`` (the fitted tokenizer, for fine-tuning datasets)."""
+    from pipeline.transforms import FeatureTransform
+    tokenizer = FeatureTransform.from_json(ds.attrs["features"]).transforms[0].state["tokenizer"]
+
+    def write(folder):
+        write_report(folder)
+        (Path(folder) / "tokenizer.json").write_text(tokenizer)
+    return write
+
+
 def _is_text(cfg: JobConfig) -> bool:
-    return cfg.source.kind == "text"
+    return cfg.source.is_text
 
 
 def _stages(records, cfg: JobConfig):
     """(split rows, quarantine, cleaning counts) of the records; lazy."""
     if _is_text(cfg):
-        checked = validate_labels(records, cfg.schema)
+        checked = (validate_labels if cfg.source.labelled else validate_unlabelled)(records, cfg.schema)
         cleaned = clean_labelled_text(checked.rows, cfg.clean)
+        if "duplicate_of" in cleaned.quarantine.columns:
+            checked = dataclasses.replace(checked, quarantine=with_duplicate_of(checked.quarantine))
     else:
         checked = validate(records, cfg.schema)
         cleaned = clean(checked.rows, cfg.clean, cfg.schema)
@@ -166,10 +189,6 @@ def locate(cfg: JobConfig, root: Path, log=print) -> Located:
     """Check the config against the source, hash the sources, and find the version they make; no
     cluster needed (a cache hit starts none)."""
     start = time.perf_counter()
-    if _is_text(cfg) and not cfg.source.labelled:
-        raise UserError("source.labelled: prepare stores labelled records, but this text source has no labels; "
-                        "set source.labelled: true (LABEL<delimiter>TEXT lines, or <label>/<file> with "
-                        "text_mode: file), see docs/ingest.md")
     features.resolve_features(cfg)   # a features section that does not fit the source fails before any work
     ingested = ingest.read_source(cfg.source, cfg.schema)
     version = provenance.content_version(ingested.inputs, cfg.data_part())
@@ -202,8 +221,11 @@ def prepare(cfg: JobConfig, root: Path, client: Client, log=print, show_progress
     manifest["quality"] = gates.verdict(manifest, cfg.gates, cfg.schema, str(ref))
     write_report = _report(rows, manifest, cfg, client, show_progress, log)
     ds = features.to_dataset(rows, counts.lengths, cfg, [s["name"] for s in sources])
-    rows_per_chunk = store.chunk_rows(cfg.store, store.sample_bytes(ds))
-    ds = augment.augment_train(ds, counts.per_split["train"], cfg.augment, cfg.seed, rows_per_chunk)
+    if features.is_packed(cfg):
+        manifest, write_report = _packed_manifest(manifest, ds), _with_tokenizer(write_report, ds)
+    else:
+        rows_per_chunk = store.chunk_rows(cfg.store, store.sample_bytes(ds))
+        ds = augment.augment_train(ds, counts.per_split["train"], cfg.augment, cfg.seed, rows_per_chunk)
     log(f"Writing {ref} ({manifest['records_out']} rows, {sum(counts.quarantined.values())} quarantined, "
         f"{manifest['duplicates_dropped']} duplicates dropped) to {ref.path}")
     published = store.publish(ds, quarantine, manifest, ref, cfg.store, log=log, extra_files=write_report,

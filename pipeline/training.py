@@ -6,6 +6,11 @@ checksum with ``--verify``), the config fits the stored data (schema, network), 
 on the stored input shape, and a rank's share holds a batch. Only then is the run folder made and
 locked (one writer), the ranks launched, and the run's record written: ``summary.json`` (running,
 then finished / failed / interrupted) and ``lineage.json``.
+
+With a :class:`pipeline.monitor.session.Watch` the ranks report to the Dask scheduler (the
+``/dcpipe`` page, ``/metrics``), a terminal shows a progress bar, and the run writes
+``trace.json``; ``summary.json``'s ``time_breakdown`` splits the wall time into cluster start,
+prepare, setup, rank start, training, evaluation, export and finish (they add up to it).
 """
 from __future__ import annotations
 
@@ -24,6 +29,7 @@ from pipeline import plots, store
 from pipeline.config import JobConfig, dump_yaml, parse_config
 from pipeline.errors import UserError
 from pipeline.lineage import record_run
+from pipeline.monitor.session import Watch, breakdown
 from pipeline.prepare import Prepared
 from pipeline.workdir import Workdir
 
@@ -40,6 +46,12 @@ class LaunchOptions:
 
 def now() -> str:
     return datetime.now(timezone.utc).isoformat(timespec="seconds")
+
+
+def start_clock() -> dict:
+    """The job's start: ``clock`` (perf counter), ``at`` (ISO time), ``marks`` (wall-clock
+    boundaries of the time breakdown, see ``pipeline.monitor.session.SEGMENTS``)."""
+    return {"clock": time.perf_counter(), "at": now(), "marks": {"start": time.time()}}
 
 
 def config_for(prepared: Prepared, cfg: JobConfig | None) -> JobConfig:
@@ -171,9 +183,10 @@ def _finished(summary: dict, metrics: dict, started: dict) -> dict:
 
 
 def train(cfg: JobConfig, prepared: Prepared, workdir: Workdir, options: LaunchOptions = LaunchOptions(),
-          log=print, started: dict | None = None) -> dict:
-    """Train on ``prepared`` and return the run's summary (also ``runs/<id>/summary.json``)."""
-    started = started or {"clock": time.perf_counter(), "at": now()}
+          log=print, started: dict | None = None, watch: Watch | None = None) -> dict:
+    """Train on ``prepared`` and return the run's summary (also ``runs/<id>/summary.json``);
+    ``watch`` reports it live on a Dask scheduler."""
+    started = started or start_clock()
     world = cfg.train.np or default_np()
     resumed = _resumable(workdir, prepared, options.resume) if options.resume else None
     store.check_ready(prepared.ref, full=options.verify)
@@ -185,13 +198,13 @@ def train(cfg: JobConfig, prepared: Prepared, workdir: Workdir, options: LaunchO
     run = resumed or workdir.new_run()
     try:
         with run.lock():
-            return _train_in(run, cfg, prepared, plan, world, options, log, started)
+            return _train_in(run, cfg, prepared, plan, world, options, log, started, watch or Watch())
     except RunBusy as exc:
         raise UserError(f"--resume: {exc}; wait for it to end, or stop it first") from None
 
 
 def _train_in(run: RunDir, cfg: JobConfig, prepared: Prepared, plan: TrainPlan | None, world: int,
-              options: LaunchOptions, log, started: dict) -> dict:
+              options: LaunchOptions, log, started: dict, watch: Watch) -> dict:
     resuming = plan is None
     if resuming:   # the run goes on as it was planned; only the checkpoint is new
         plan = replace(TrainPlan.load(run.plan), resume=True)
@@ -201,15 +214,27 @@ def _train_in(run: RunDir, cfg: JobConfig, prepared: Prepared, plan: TrainPlan |
         plan = replace(plan, run_dir=str(run.path))
     summary = _record(run, _summary(run, prepared, cfg, world, started))
     log(f"Run {run.id}: training on {prepared.ref} in {run.path}" + (" (resuming)" if resuming else ""))
+    marks = started.setdefault("marks", {"start": time.time() - (time.perf_counter() - started["clock"])})
+    marks["launched"] = time.time()
+    watch.phase(run.id, "rank start", wait=False)
     try:
-        metrics = launch(plan, world, log=log, launcher=options.launcher, hosts=options.hosts)
+        with watch.progress(run.id, log) as shown:
+            metrics = launch(plan, world, log=shown, launcher=options.launcher, hosts=options.hosts,
+                             extra_env=watch.rank_env(run.id))
     except TrainingFailed as exc:
         _record(run, {**summary, "state": "failed", "finished": now(), "error": str(exc)})
         raise
     except BaseException:
         _record(run, {**summary, "state": "interrupted", "finished": now()})
         raise
+    watch.phase(run.id, "finished")
+    marks.update(metrics.get("timeline", {}))
     summary = _finished(summary, metrics, started)
     summary["lineage"] = str(record_run(run.path, prepared.ref, summary))
     summary["history_plot"] = str(plots.write_history_png(run.path))   # loss/accuracy curves (pipeline.plots)
+    if watch.client is not None:
+        summary["trace"] = str(watch.write_trace(run.path, marks))
+    marks["end"] = time.time()
+    summary["time_breakdown"] = breakdown(marks)
+    summary["wall_seconds"] = round(time.perf_counter() - started["clock"], 2)
     return _record(run, summary)

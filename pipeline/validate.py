@@ -114,6 +114,22 @@ def validate_labels(records: dd.DataFrame, schema: SchemaConfig) -> ValidateResu
     return _validated(records, _classify_labels, meta, schema, "validate-labels")
 
 
+UNLABELLED = -1   # the label code of every record of an unlabelled text source
+
+
+def _classify_unlabelled(frame: pd.DataFrame, schema: SchemaConfig) -> pd.DataFrame:
+    reason = frame["reason"] if "reason" in frame.columns else pd.array([None] * len(frame), dtype="string")
+    out = frame.drop(columns=[c for c in ("reason", "label") if c in frame.columns])
+    return out.assign(reason=pd.array(reason, dtype="string"), label=np.full(len(frame), UNLABELLED, dtype="int16"))
+
+
+def validate_unlabelled(records: dd.DataFrame, schema: SchemaConfig) -> ValidateResult:
+    """Unlabelled text records: those a source marked (``malformed``...) are quarantined, the others
+    get the label code ``UNLABELLED``; lazy."""
+    meta = _classify_unlabelled(records._meta, schema)
+    return _validated(records, _classify_unlabelled, meta, schema, "validate-unlabelled")
+
+
 def validate(records: dd.DataFrame, schema: SchemaConfig) -> ValidateResult:
     """Split records into typed rows and quarantined rows (lazy; each partition is classified once)."""
     return _validated(records, _classify, _classified_meta(records._meta, schema), schema, "validate")

@@ -10,6 +10,7 @@ import json
 import time
 from dataclasses import dataclass
 
+import orjson
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, Response
 from starlette.middleware.gzip import GZipMiddleware
@@ -34,13 +35,19 @@ def _reject_constant(name: str):
 
 
 def json_body(raw: bytes) -> dict:
-    """The request body's JSON object; ``BadInput`` for anything else (NaN and Infinity included)."""
+    """The request body's JSON object; ``BadInput`` for anything else (NaN and Infinity included).
+
+    orjson parses (several times faster than ``json`` on a record of 784 numbers); what it refuses
+    is parsed again by ``json``, which takes integers past 64 bits and names the fault."""
     try:
-        body = json.loads(raw, parse_constant=_reject_constant)
-    except (ValueError, UnicodeDecodeError) as exc:
-        if isinstance(exc, BadInput):
-            raise
-        raise BadInput(f"body: not valid JSON ({exc}); send e.g. {{\"instances\": [[0, 0, ...]]}}") from None
+        body = orjson.loads(raw)
+    except orjson.JSONDecodeError:
+        try:
+            body = json.loads(raw, parse_constant=_reject_constant)
+        except (ValueError, UnicodeDecodeError) as exc:
+            if isinstance(exc, BadInput):
+                raise
+            raise BadInput(f"body: not valid JSON ({exc}); send e.g. {{\"instances\": [[0, 0, ...]]}}") from None
     if not isinstance(body, dict):
         raise BadInput(f"body: expected a JSON object (got {type(body).__name__})")
     return body
@@ -138,8 +145,7 @@ def create_app(registry: ModelRegistry, runs: list[str]) -> FastAPI:
                 body = json_body(raw)
                 pending = Pending.of(model, instances_of(body), where, metrics)
             labels, probs = await pending.answer()
-            content = json.dumps(render(body, labels, probs), ensure_ascii=False, allow_nan=False,
-                                 separators=(",", ":")).encode()
+            content = orjson.dumps(render(body, labels, probs), option=orjson.OPT_SERIALIZE_NUMPY)
             if key and len(content) <= WHOLE_BODY_MAX:
                 model.cache.put(key, (len(labels), content))
             return Response(content, media_type="application/json")

@@ -24,5 +24,6 @@ def serve(runs: list[str], workdir: str | Path, cfg: ServeConfig, log=print) -> 
     registry = ModelRegistry(work, cfg, ServeMetrics())
     log(f"dcpipe serve: {', '.join(runs)} on http://{cfg.host}:{cfg.port} (v2: /v2/models/{{run}}/infer, "
         f"TF Serving: /v1/models/{{run}}:predict, /metrics)")
+    # httptools and uvloop (pinned): uvicorn's C parser and event loop, ~2x the requests/s of h11/asyncio
     uvicorn.run(create_app(registry, runs), host=cfg.host, port=cfg.port, log_level="warning",
-                access_log=False)
+                http="httptools", loop="uvloop", access_log=False)

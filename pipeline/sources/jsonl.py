@@ -17,6 +17,7 @@ from pipeline.sources.base import Ingested, records_meta, register
 from pipeline.sources.files import InputFile, resolve
 from pipeline.sources.lines import read_lines
 from pipeline.sources.tables import table_records
+from pipeline.sources.text import LABELLED_META, field_records
 
 
 def parse_jsonl(lines: list[str], f: InputFile, first: int, *, schema: SchemaConfig) -> pd.DataFrame:
@@ -41,8 +42,28 @@ def parse_jsonl(lines: list[str], f: InputFile, first: int, *, schema: SchemaCon
     return parts
 
 
+def parse_text_jsonl(lines: list[str], f: InputFile, first: int, *, cfg: SourceConfig,
+                     schema: SchemaConfig) -> pd.DataFrame:
+    """Text records from the ``source.text_field`` of JSON objects (other keys are ignored)."""
+    objects, reason = [], [None] * len(lines)
+    for i, line in enumerate(lines):
+        try:
+            obj = json.loads(line)
+        except ValueError:
+            obj = None
+        if not isinstance(obj, dict):
+            reason[i], obj = "malformed", {}
+        objects.append(obj)
+    return field_records(pd.DataFrame.from_records(objects) if objects else pd.DataFrame(), cfg, schema,
+                         f.name, first, lines, reason)
+
+
 @register("jsonl")
 def read_jsonl(cfg: SourceConfig, schema: SchemaConfig) -> Ingested:
+    if cfg.text_field is not None:
+        files = resolve(cfg.path)
+        records = read_lines(files, cfg.blocksize, partial(parse_text_jsonl, cfg=cfg, schema=schema), LABELLED_META)
+        return Ingested(records, [f.describe(text=True) for f in files])
     if schema.columns is None:
         raise UserError("schema.columns: a jsonl source needs the field names; list them, label included")
     files = resolve(cfg.path)

@@ -25,7 +25,7 @@ def field_names(schema: SchemaConfig, found: list[str], where: str) -> list[str]
     return list(schema.columns)
 
 
-def _raw_json(table: pd.DataFrame) -> list[str]:
+def raw_json(table: pd.DataFrame) -> list[str]:
     return [json.dumps(rec, default=str) for rec in table.to_dict(orient="records")]
 
 
@@ -44,4 +44,4 @@ def table_records(table: pd.DataFrame, names: list[str], schema: SchemaConfig, s
         values[:, j] = num
     reason = np.where(bad, "not_numeric", None).astype(object)
     label = label_text(table[label_name].astype(object).to_numpy())
-    return make_records(source, np.arange(first, first + len(table)), _raw_json(table), reason, label, values)
+    return make_records(source, np.arange(first, first + len(table)), raw_json(table), reason, label, values)

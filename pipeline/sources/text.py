@@ -17,6 +17,7 @@ import pandas as pd
 from dask import delayed
 
 from pipeline.config import SchemaConfig, SourceConfig
+from pipeline.errors import UserError
 from pipeline.sources.base import Ingested, register
 from pipeline.sources.files import InputFile, resolve
 from pipeline.sources.lines import _read, read_lines, split_lines
@@ -26,6 +27,38 @@ TEXT_META = pd.DataFrame({"source": pd.Series(dtype="string"), "line": pd.Series
 LABELLED_META = pd.DataFrame({"source": pd.Series(dtype="string"), "line": pd.Series(dtype="int64"),
                               "raw": pd.Series(dtype="string"), "reason": pd.Series(dtype="string"),
                               "label": pd.Series(dtype="string"), "text": pd.Series(dtype="string")})
+
+
+def field_records(table: pd.DataFrame, cfg: SourceConfig, schema: SchemaConfig, source: str, first: int,
+                  raw: list[str], reason: list | None = None) -> pd.DataFrame:
+    """Text records (``LABELLED_META`` columns) from the ``source.text_field`` column of a table
+    (JSON objects, a Parquet row group); the label is the ``source.label_field`` when labelled.
+
+    A record without the text field (or a labelled one without the label field) is
+    ``wrong_field_count``; a text that is not a string is ``malformed``.
+    """
+    n = len(table)
+    reason = list(reason) if reason is not None else [None] * n
+    texts = table[cfg.text_field] if cfg.text_field in table.columns else pd.Series([None] * n, dtype=object)
+    labels = (table[cfg.label_field] if cfg.labelled and cfg.label_field in table.columns
+              else pd.Series([None] * n, dtype=object))
+    text_out = []
+    for i, value in enumerate(texts.astype(object)):
+        if reason[i] is None and (value is None or value is pd.NA or (cfg.labelled and labels.iloc[i] is None)):
+            reason[i] = "wrong_field_count"
+        elif reason[i] is None and not isinstance(value, str):
+            reason[i] = "malformed"
+        text_out.append(value if isinstance(value, str) else "")
+    label = [None if v is None or v is pd.NA else str(v).strip() or None for v in labels.astype(object)]
+    frame = _frame(source, np.arange(first, first + n), raw, text_out)
+    return _labelled(frame, label, reason)
+
+
+def check_text_field(cfg: SourceConfig, found: list[str], where: str) -> None:
+    """The text field (and the label field of a labelled source) must be among the ``found`` fields."""
+    for key in ("text_field", "label_field") if cfg.labelled else ("text_field",):
+        if getattr(cfg, key) not in found:
+            raise UserError(f"{where}: no field {getattr(cfg, key)!r} (found {found[:8]}); fix source.{key}")
 
 
 def _frame(source, line, raw: list[str], text: list[str] | None = None) -> pd.DataFrame:

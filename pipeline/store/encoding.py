@@ -5,8 +5,13 @@ same samples in every array. The rows per chunk come from the widest variable pe
 image) and ``StoreConfig.chunk_bytes``, unless ``StoreConfig.chunk_rows`` sets them directly.
 
 With ``StoreConfig.image_dtype: uint8`` the ``image`` variable (values in [0, 1]) is packed the
-CF way: stored as ``round(x * 255)`` in uint8 with ``scale_factor = 1/255``, which ``xr.open_zarr``
-and ``models.data`` decode back to float32. Chunk sizes still count decoded bytes.
+CF way: stored as ``round(x * 255)`` in uint8 with ``scale_factor = 1/255`` as an exact float64
+(``255 * (1/255) == 1.0`` in float64; the float32 ``1/255`` decodes 255 to 1.0000000591), which
+``xr.open_zarr`` decodes to float64 in exactly [0, 1] and ``models.data`` to float32. Chunk sizes
+still count decoded bytes.
+
+:func:`cf_attributes` gives the variables the CF attributes a reader without dcpipe looks for
+(``long_name``, ``units``, ``flag_values``/``flag_meanings`` on ``label``).
 """
 from __future__ import annotations
 
@@ -20,8 +25,19 @@ import zarr.codecs
 from pipeline.config import StoreConfig
 
 SAMPLE = "sample"
-#: CF packing of a [0, 1] image as uint8 (xarray rounds on encode and decodes to float32).
-UINT8_UNIT = {"dtype": "uint8", "scale_factor": np.float32(1 / 255), "add_offset": np.float32(0), "_FillValue": None}
+#: CF packing of a [0, 1] image as uint8 (xarray rounds on encode); float64 so 255 decodes to 1.0 exactly.
+UINT8_UNIT = {"dtype": "uint8", "scale_factor": np.float64(1 / 255), "add_offset": np.float64(0), "_FillValue": None}
+
+#: CF ``long_name``/``units`` of the variables a prepared dataset holds ("1": dimensionless).
+CF_NAMES = {
+    "image": {"long_name": "pixel intensity", "units": "1"},
+    "tokens": {"long_name": "token id"},
+    "label": {"long_name": "class label"},
+    "split": {"long_name": "split of the sample"},
+    "source_file": {"long_name": "source file of the sample"},
+    "source_line": {"long_name": "line of the sample in its source file"},
+    "augmented": {"long_name": "sample is an augmented copy"},
+}
 
 
 def _zstd(level: int):
@@ -77,6 +93,29 @@ def sample_bytes(ds: xr.Dataset) -> int:
 def chunk_rows(cfg: StoreConfig, bytes_per_sample: int) -> int:
     """The rows per chunk ``cfg`` asks for, for samples of ``bytes_per_sample`` bytes."""
     return cfg.chunk_rows or rows_per_chunk(bytes_per_sample, cfg.chunk_bytes)
+
+
+def label_flags(label_names: list[str]) -> dict:
+    """CF ``flag_values``/``flag_meanings`` of the stored labels: the number itself when every name is
+    an int (as ``pipeline.validate.label_codes`` stores them), else the name's position.
+
+    >>> label_flags(["cat", "dog"])
+    {'flag_values': [0, 1], 'flag_meanings': 'cat dog'}
+    """
+    names = [str(n) for n in label_names]
+    values = [int(n) for n in names] if all(n.lstrip("-").isdigit() for n in names) else list(range(len(names)))
+    return {"flag_values": values, "flag_meanings": " ".join(n.replace(" ", "_") for n in names)}
+
+
+def cf_attributes(ds: xr.Dataset) -> xr.Dataset:
+    """``ds`` with :data:`CF_NAMES` and the label flags (from the ``label_names`` attribute) added to
+    its variables; attributes a variable already has are kept."""
+    out = ds.copy()
+    for name, attrs in CF_NAMES.items():
+        if name in out.variables:
+            extra = label_flags(ds.attrs["label_names"]) if name == "label" and "label_names" in ds.attrs else {}
+            out[name].attrs = {**attrs, **extra, **out[name].attrs}
+    return out
 
 
 def packable(ds: xr.Dataset, cfg: StoreConfig) -> xr.Dataset:

@@ -24,7 +24,8 @@ from models.rundir import fsync_dir
 from pipeline.config import StoreConfig
 from pipeline.errors import UserError
 from pipeline.store import checksums
-from pipeline.store.encoding import SAMPLE, chunk_rows, describe_variables, encoding, packable, sample_bytes
+from pipeline.store.encoding import (SAMPLE, cf_attributes, chunk_rows, describe_variables, encoding, packable,
+                                     sample_bytes)
 from pipeline.store.layout import (DATA, MANIFEST, QUARANTINE, STAGING_PREFIX, DatasetRef, leftovers,
                                    version_lock, versions)
 
@@ -55,8 +56,10 @@ def _dask_compute(writes: list) -> None:
     dask.compute(*writes)
 
 
-def _write_data(ds: xr.Dataset, quarantine, staging: Path, cfg: StoreConfig, compute=_dask_compute) -> dict:
+def _write_data(ds: xr.Dataset, quarantine, staging: Path, cfg: StoreConfig, ref: DatasetRef,
+                compute=_dask_compute) -> dict:
     rows = chunk_rows(cfg, sample_bytes(ds))
+    ds = cf_attributes(ds).assign_attrs(dataset=ref.name, version=ref.version)
     if SAMPLE in ds.dims:
         ds = ds.chunk({SAMPLE: rows})
     ds = packable(ds, cfg)
@@ -115,7 +118,7 @@ def publish(ds: xr.Dataset, quarantine, manifest: dict, ref: DatasetRef, cfg: St
         earlier = versions(ref.root, ref.name)
         staging = folder / f"{STAGING_PREFIX}{ref.version}-{os.getpid()}-{secrets.token_hex(3)}"
         staging.mkdir()
-        stored = _write_data(ds, quarantine, staging, cfg, compute)
+        stored = _write_data(ds, quarantine, staging, cfg, ref, compute)
         if extra_files is not None:
             extra_files(staging)
         committed = {**manifest, "dataset": ref.name, "version": ref.version,

@@ -98,4 +98,4 @@ def check(condition: bool, message: str) -> None:
 
 
 def _load_builtin() -> None:
-    from pipeline.transforms import categorical, image, numeric, text  # noqa: F401 - registers built-ins
+    from pipeline.transforms import categorical, image, numeric, text, tokenizer  # noqa: F401 - registers built-ins

@@ -132,9 +132,9 @@ def test_uint8_packed_images_are_decoded_to_what_xarray_gives(tmp_path):
     assert x.dtype == "float32" and 0 <= float(np.min(x)) and float(np.max(x)) <= 1
     rows = [int(np.abs(decoded - xi).max(axis=(1, 2, 3)).argmin()) for xi in x.numpy()]   # the store rows batched
     assert len(set(rows)) == 30
-    np.testing.assert_allclose(x.numpy(), decoded[rows], atol=1e-7)
+    np.testing.assert_array_equal(x.numpy(), decoded[rows].astype("float32"))   # exactly, k / 255
     (e, _), = data.eval_dataset(store, (0, 300), rank=0, world=1, batch_size=300)
-    np.testing.assert_allclose(e.numpy(), decoded, atol=1e-7)
+    np.testing.assert_array_equal(e.numpy(), decoded.astype("float32"))
 
 
 def test_the_tensorstore_reader_gives_what_zarr_python_gives(tmp_path):

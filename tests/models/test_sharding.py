@@ -77,7 +77,7 @@ def test_a_world_that_divides_the_shards_reads_each_window_on_one_rank_and_uses_
     consumed = data.draw(st.integers(0, layout.total))
     owner, used = {}, {}
     for r in range(world):
-        for m, gs in sharding.rank_rounds(layout, consumed, r, world):
+        for _m, gs in sharding.rank_rounds(layout, consumed, r, world):
             for g in gs:
                 k, w, o = layout.window_of(g)
                 assert owner.setdefault((k, w), r) == r               # a window is read by one rank

@@ -34,6 +34,12 @@ def tiny_dataset(seed: int = 0, delay: float = 0.0) -> xr.Dataset:
                        "label": ("sample", da.from_array(labels, chunks=32))}, attrs={"dataset": "tiny"})
 
 
+def as_stored(ds: xr.Dataset, version: str = VERSION) -> xr.Dataset:
+    """``ds`` as a reader opens it after publishing: with the CF and version attributes the store adds."""
+    from pipeline.store import cf_attributes
+    return cf_attributes(ds).assign_attrs(version=version)
+
+
 def quarantine() -> pd.DataFrame:
     return pd.DataFrame({"source": ["a.csv"], "line": [7], "raw": ["1,2"], "reason": ["wrong_field_count"]})
 

@@ -4,9 +4,12 @@ import dask
 import dask.dataframe as dd
 import numpy as np
 import pandas as pd
+import pytest
 from dask.sizeof import sizeof
-from hypothesis import given, settings, strategies as st
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
+from pipeline import partitions
 from pipeline.clean.outliers import zscore_bounds
 from pipeline.partitions import gather, per_partition, total
 from pipeline.sizeof import frame_sizeof
@@ -52,3 +55,14 @@ def test_fast_sizeof_of_a_wide_frame_is_close_to_the_bytes_pandas_counts():
     counted = int(frame.memory_usage(deep=True).sum())
     assert sizeof(frame) == frame_sizeof(frame)                 # registered for DataFrames
     assert abs(frame_sizeof(frame) - counted) / counted < 0.05
+
+
+def test_the_private_dask_path_is_fenced_to_the_expression_it_subclasses():
+    frame = dd.from_pandas(pd.DataFrame({"x": np.arange(10)}), npartitions=2)
+    evens, = per_partition(frame, lambda part: (part[part["x"] % 2 == 0],), (frame._meta,), name="test-fence")
+    if partitions.META_LOCKS:                      # Python 3.11: the lock-free meta is what runs
+        assert type(evens.expr) is partitions._GivenMeta
+        with pytest.raises(RuntimeError, match=r"map_partitions made a Assign, not MapPartitions; "
+                                               r"pipeline/partitions.py must be updated"):
+            partitions._given_meta(frame.assign(y=1))
+    assert evens.compute()["x"].tolist() == [0, 2, 4, 6, 8]

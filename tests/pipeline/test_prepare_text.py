@@ -109,11 +109,12 @@ def test_default_features_for_text_are_a_sequence(topics, tmp_path, client):
 
 
 @pytest.mark.parametrize("sections, match", [
-    # an unlabelled text source cannot be stored for training
-    ({"source": {"labelled": False}}, r"source\.labelled: prepare stores labelled records.*labelled: true"),
+    # an unlabelled text source is a corpus of packed sequences, not one row per record
+    ({"source": {"labelled": False}},
+     r"features\.groups\[0\]: an unlabelled text source stores packed sequences \(got sequence 'tokens'\).*packed"),
     # a features section for images does not fit a text source
     ({"features": {"groups": [{"kind": "pixels", "name": "image", "columns": ["p*"]}]}},
-     r"features\.groups: a text dataset stores one sequence group named 'tokens' \(got pixels 'image'\)"),
+     r"features\.groups\[0\]: a labelled text dataset stores one row of token ids per record \(got pixels 'image'\)"),
     # image ops on a text dataset
     ({"augment": {"ops": [{"op": "rotate"}]}}, r"augment\.ops: 'rotate' works on image data .*tokens"),
 ])

@@ -14,7 +14,7 @@ from pipeline import open_dataset, store
 from pipeline.config import StoreConfig
 from pipeline.errors import UserError
 from pipeline.store import DatasetRef, layout, publish
-from tests.pipeline.store_data import N, VERSION, publish_tiny, store_config, tiny_dataset
+from tests.pipeline.store_data import N, VERSION, as_stored, publish_tiny, store_config, tiny_dataset
 
 
 @pytest.mark.parametrize("spec, match", [
@@ -63,7 +63,7 @@ def test_every_codec_round_trips_and_opens_with_plain_xarray_and_zarr(tmp_path, 
         warnings.simplefilter("ignore")             # lz4 is a numcodecs extension; zarr says so
         ds = xr.open_zarr(pub.ref.data_path)       # plain xarray, no dcpipe code
         group = zarr.open(pub.ref.data_path, mode="r")
-    xr.testing.assert_identical(ds.load(), tiny_dataset().compute())
+    xr.testing.assert_identical(ds.load(), as_stored(tiny_dataset()).compute())
     assert group["image"].chunks == (32, 8, 8, 1) and group["image"].shape == (N, 8, 8, 1)
     assert pub.manifest["variables"]["image"] == {"dims": ["sample", "height", "width", "channel"],
                                                   "shape": [N, 8, 8, 1], "dtype": "float32",
@@ -155,9 +155,9 @@ def test_latest_parent_and_open_dataset(tmp_path):
     assert [r.version for r in store.versions(tmp_path, "tiny")] == [a.ref.version, b.ref.version]
     assert b.manifest["parent_version"] == a.ref.version
     latest = open_dataset("tiny", root=tmp_path)
-    xr.testing.assert_identical(latest.load(), tiny_dataset(2).compute())
+    xr.testing.assert_identical(latest.load(), as_stored(tiny_dataset(2), b.ref.version).compute())
     older = open_dataset("tiny", a.ref.version, root=tmp_path)
-    xr.testing.assert_identical(older.load(), tiny_dataset(1).compute())
+    xr.testing.assert_identical(older.load(), as_stored(tiny_dataset(1), a.ref.version).compute())
     with pytest.raises(UserError, match=r"dataset version tiny@ffffffffffffffff not found"):
         open_dataset("tiny", "ffffffffffffffff", root=tmp_path)
     with pytest.raises(UserError, match=r"dataset 'other' has no versions; prepare one"):
@@ -170,7 +170,7 @@ def test_diff_names_changed_config_sources_and_content(tmp_path):
     lines = store.diff(a, b)
     assert "config.seed: 1 -> 2" in lines
     assert any(line.startswith("sources.a.csv: ") for line in lines)
-    assert lines[-1] == "stored content differs in: image, label"
+    assert lines[-1] == "stored content differs in: (group metadata), image, label"   # it holds the version id
     assert store.diff(a, a) == []
 
 

@@ -147,7 +147,7 @@ def test_saved_state_is_plain_json(fitted, tmp_path):
 
 def test_kinds_cover_the_issue():
     assert set(kinds()) == {"standard", "minmax", "robust", "ordinal", "onehot", "sequence", "tfidf",
-                            "hashing", "pixels"}
+                            "hashing", "pixels", "subword", "packed"}
 
 
 @pytest.mark.parametrize("groups, match", [

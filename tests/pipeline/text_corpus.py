@@ -1,0 +1,35 @@
+"""A tiny unlabelled corpus for the text-path tests: plain documents, planted near-duplicates
+(one word with an added letter) and documents the quality filters reject."""
+from __future__ import annotations
+
+import random
+
+SYLLABLES = "ka lo mi ru se ta vo ne pi da fu go be ri zo".split()
+WORDS = [a + b for a in SYLLABLES for b in SYLLABLES] + "the of and to with that have be".split()
+
+
+def documents(n: int = 120, seed: int = 0) -> list[str]:
+    rng = random.Random(seed)
+    return [" ".join(rng.choice(WORDS) for _ in range(rng.randint(25, 45))) for _ in range(n)]
+
+
+def near_copy(doc: str, position: int = 3) -> str:
+    words = doc.split()
+    words[position] += "s"
+    return " ".join(words)
+
+
+BAD = {"too_few_words": "just three words",
+       "symbol_ratio": " ".join(["#tag word"] * 12),
+       "repeated_ngrams": " ".join(["spam eggs"] * 20)}
+
+
+def corpus_lines() -> tuple[list[str], dict[int, int]]:
+    """(lines, {line of a planted near-copy: line of its original}); 1-based line numbers."""
+    docs = documents()
+    planted = {}
+    for i in range(0, 30, 3):
+        docs.append(near_copy(docs[i]))
+        planted[len(docs)] = i + 1
+    docs.extend(BAD.values())
+    return docs, planted
