@@ -21,8 +21,8 @@ COMPRESSION_PATTERN = r"^(none|fp16|topk:(0?\.\d*[1-9]\d*|1(\.0*)?)|powersgd:[1-
 class TrainConfig(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    network: Literal["cnn", "mlp", "transformer", "text_transformer"] = Field(
-        "cnn", description="images: cnn, mlp, transformer; token ids (text): text_transformer")
+    network: Literal["cnn", "mlp", "transformer", "text_transformer", "lm_transformer"] = Field(
+        "cnn", description="images: cnn, mlp, transformer; token ids (text): text_transformer, lm_transformer")
     epochs: int = Field(10, gt=0)
     batch_size: int = Field(64, gt=0, description="samples per rank per step")
     learning_rate: float = Field(1e-3, gt=0, description="per-rank rate; scaled by world size")
