@@ -34,6 +34,8 @@ from models.telemetry import ADDRESS_ENV, INTERVAL_ENV, RUN_ENV, SWITCH_ENV, TLS
 SUPERVISOR_PID_ENV, SUPERVISOR_HOST_ENV = "DCPIPE_SUPERVISOR_PID", "DCPIPE_SUPERVISOR_HOST"
 #: the restarts so far, as JSON, for rank 0's ``metrics.json``
 RESTARTS_ENV = "DCPIPE_RESTARTS"
+#: the monitoring's variables (``models.telemetry``), always set for the ranks (``mpirun -x`` needs them set)
+TELEMETRY_ENV = {ADDRESS_ENV: "", RUN_ENV: "", TLS_ENV: "", SWITCH_ENV: "1", INTERVAL_ENV: "1"}
 LOCAL_HOSTS = frozenset({"localhost", "127.0.0.1", "::1"})
 
 
@@ -107,7 +109,7 @@ def srun_command(np: int, plan_path: Path, hosts: str | None = None) -> list[str
 def mpirun_command(np: int, plan_path: Path, hosts: str | None = None) -> list[str]:
     """``mpirun -np N [-H HOSTS] python -m models.train PLAN`` (MPI Horovod build; e.g. a Kubeflow MPIJob)."""
     exported = ["PYTHONPATH", "OMP_NUM_THREADS", "TF_CPP_MIN_LOG_LEVEL", "PYTHONUNBUFFERED", SUPERVISOR_PID_ENV,
-                SUPERVISOR_HOST_ENV, RESTARTS_ENV, ADDRESS_ENV, RUN_ENV, TLS_ENV, SWITCH_ENV, INTERVAL_ENV]
+                SUPERVISOR_HOST_ENV, RESTARTS_ENV, *TELEMETRY_ENV]
     return ["mpirun", "-np", str(np), *(["-H", hosts] if hosts else []), "-bind-to", "none", "-map-by", "slot",
             *[a for name in exported for a in ("-x", name)], sys.executable, "-m", "models.train", str(plan_path)]
 
@@ -206,7 +208,8 @@ def launch(plan: TrainPlan, np: int, log=print, launcher: str = "horovodrun", ho
     while True:
         plan.save(run.plan)
         cmd = LAUNCHERS[launcher](world, run.plan, attempt_hosts)
-        env = rank_env(plan.threads_per_rank) | (extra_env or {}) | {RESTARTS_ENV: json.dumps(restarts)}
+        env = rank_env(plan.threads_per_rank) | {k: os.environ.get(k, v) for k, v in TELEMETRY_ENV.items()} \
+            | (extra_env or {}) | {RESTARTS_ENV: json.dumps(restarts)}
         log(f"Horovod: {' '.join(cmd[:7])} ... ({world} ranks)")
         code = supervise(cmd, env=env, cwd=run.path, log_path=run.log, marker=str(run.plan), log=log)
         if code == 0:

@@ -70,7 +70,7 @@ class Telemetry:
     @classmethod
     def from_env(cls, *, rank: int, size: int, run_dir: Path, environ=os.environ, **kw) -> "Telemetry":
         """The reporter the launcher's environment asks for."""
-        return cls(rank=rank, size=size, run_id=environ.get(RUN_ENV, Path(run_dir).name),
+        return cls(rank=rank, size=size, run_id=environ.get(RUN_ENV) or Path(run_dir).name,
                    span_dir=Path(run_dir) / "trace", address=environ.get(ADDRESS_ENV) or None,
                    tls=environ.get(TLS_ENV) or None, interval=float(environ.get(INTERVAL_ENV, "1")),
                    enabled=enabled(environ), **kw)

@@ -264,6 +264,7 @@ def train(plan: TrainPlan) -> dict | None:
                 with telemetry.span("checkpoint"):
                     checkpoint.save(run_dir, model, optimizer,
                                     checkpoint.Position(epoch, consumed + (s + 1) * size, global_step))
+        steps_seconds = time.perf_counter() - t0
         # Horovod: sum the epoch's training loss, hits and counts over ranks.
         loss_sum, hits, count = hvd.allreduce(tf.constant(totals), op=hvd.Sum, name="train_totals").numpy()
         with telemetry.span("validation"):
@@ -271,6 +272,7 @@ def train(plan: TrainPlan) -> dict | None:
         seconds = time.perf_counter() - t0
         record = {"epoch": epoch + 1, "train_loss": loss_sum / max(count, 1), "train_accuracy": hits / max(count, 1),
                   "val_loss": val_loss, "val_accuracy": val_acc, "seconds": seconds, "steps": len(waits),
+                  "steps_seconds": steps_seconds,
                   "data_wait_seconds": float(np.sum(waits)),
                   "data_wait_ms_per_step": 1e3 * float(np.mean(waits)) if waits else 0.0}
         history.append(record)

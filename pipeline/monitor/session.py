@@ -100,9 +100,9 @@ class Watch:
 
     @contextlib.contextmanager
     def progress(self, run_id: str, log):
-        """A tqdm bar of rank 0's steps while the ranks train, on a terminal only (a log file gets
-        rank 0's one line an epoch); yields the ``log`` to use meanwhile (lines above the bar)."""
-        if not sys.stdout.isatty():
+        """A tqdm bar (on stderr) of rank 0's steps while the ranks train, on a terminal only (a log
+        file gets rank 0's one line an epoch); yields the ``log`` to use meanwhile (lines above it)."""
+        if not sys.stderr.isatty():
             yield log
             return
         from tqdm import tqdm
