@@ -70,10 +70,12 @@ def prepare_only(config: JobConfig | None = None, workdir: str | Path = "dcpipe-
 def _prepare_in(stack: contextlib.ExitStack, cfg: JobConfig, workdir: str | Path, log, show_progress: bool,
                 marks: dict | None = None, client=None) -> tuple[Prepared, Watch | None]:
     """Prepare (or find) the version; the cluster, when one was needed, stays open in ``stack``
-    and is returned watched. ``marks`` gets the wall-clock ``cluster_started`` and ``prepared``."""
+    and is returned watched. ``marks`` gets the wall-clock ``located``, ``cluster_started`` and
+    ``prepared``."""
     marks = {} if marks is None else marks
     root = Workdir.open(workdir).datasets
     located = locate(cfg, root, log)
+    marks["located"] = time.time()
     watch = None
     if located.cached is None:
         client = client if client is not None else stack.enter_context(dask_client(cfg.cluster, log=log))
@@ -137,7 +139,7 @@ def run(config: JobConfig | None = None, workdir: str | Path = "dcpipe-work", wo
         if dataset:
             prepared = existing_version(work.path, dataset)
             cfg = _resolve(config_for(prepared, config), workers, np, cluster, compression, epochs)
-            started["marks"]["prepared"] = time.time()
+            started["marks"]["located"] = started["marks"]["prepared"] = time.time()
         else:
             cfg = _resolve(config, workers, np, cluster, compression, epochs)
             text = cfg.source.kind == "text"

@@ -127,7 +127,7 @@ def test_trace_has_worker_and_rank_tracks_on_one_clock(watched):
 def test_summary_breaks_the_wall_time_down(watched):
     _, summary, _, _ = watched
     parts = summary["time_breakdown"]
-    assert list(parts) == ["cluster_start", "prepare", "setup", "rank_start", "training", "evaluation",
+    assert list(parts) == ["locate", "cluster_start", "prepare", "setup", "rank_start", "training", "evaluation",
                            "export", "finish"]
     assert all(v >= 0 for v in parts.values()) and parts["cluster_start"] > 0 and parts["training"] > 0
     assert abs(sum(parts.values()) - summary["wall_seconds"]) < 0.03 * summary["wall_seconds"] + 0.1

@@ -19,7 +19,7 @@ from pipeline.monitor import PLUGIN, ROUTE, TOPIC, trace
 from models.telemetry import ADDRESS_ENV, RUN_ENV, TLS_ENV
 
 #: the run's time breakdown, in order: (key in summary.json's ``time_breakdown``, boundary mark it ends at)
-SEGMENTS = (("cluster_start", "cluster_started"), ("prepare", "prepared"), ("setup", "launched"),
+SEGMENTS = (("locate", "located"), ("cluster_start", "cluster_started"), ("prepare", "prepared"), ("setup", "launched"),
             ("rank_start", "train_start"), ("training", "train_end"), ("evaluation", "eval_end"),
             ("export", "export_end"), ("finish", "end"))
 

@@ -30,8 +30,9 @@ def test_a_host_less_dashboard_address_binds_localhost_and_a_busy_port_is_one_li
 
 
 def test_the_breakdown_adds_up_to_the_wall_time_and_a_skipped_phase_is_zero():
-    marks = {"start": 100.0, "prepared": 101.5, "launched": 102.0, "train_start": 110.0, "train_end": 130.0,
+    marks = {"start": 100.0, "located": 100.5, "prepared": 101.5, "launched": 102.0, "train_start": 110.0, "train_end": 130.0,
              "eval_end": 131.0, "export_end": 134.0, "end": 135.0}      # a cache hit: no cluster_started
     parts = breakdown(marks)
-    assert parts["cluster_start"] == 0 and parts["prepare"] == 1.5 and parts["rank_start"] == 8.0
+    assert parts["locate"] == 0.5 and parts["cluster_start"] == 0 and parts["prepare"] == 1.0
+    assert parts["rank_start"] == 8.0
     assert sum(parts.values()) == 35.0
