@@ -10,7 +10,8 @@ a feed-forward layer) serves three heads:
 The language models take ``[tokens, segment]`` (batch, length) int32 as :mod:`pipeline.packing`
 stores them (0 = padding); a classifier takes ``tokens`` alone, one record per row, and its
 segment is 1 on the record's tokens and 0 on its padding (:func:`segments_of`), so it trains and
-serves like the other token networks (``lm_transformer`` in :mod:`models.networks`). The body is one named layer (``"body"``), so
+serves like the other token networks (``lm_transformer`` in :mod:`models.networks`). The body
+is one named layer (``"body"``), so
 :func:`transfer_body` copies a pretrained language model's weights into a classifier for
 fine-tuning. Logits stay float32 under mixed precision.
 """

@@ -60,7 +60,8 @@ class RunResult(Mapping):
         """The result of a run's ``summary.json`` (as ``pipeline.job.run`` returns it)."""
         paths = ("run_dir", "dataset_path", "bundle", "tensorboard", "report")
         plot = summary.get("history_plot")
-        return cls(**{k: summary.get(k) for k in cls.__dataclass_fields__ if k not in (*paths, "history_plot", "summary")},
+        rest = [k for k in cls.__dataclass_fields__ if k not in (*paths, "history_plot", "summary")]
+        return cls(**{k: summary.get(k) for k in rest},
                    **{k: Path(summary[k]) for k in paths},
                    history_plot=Path(plot) if plot and plot != "None" else None, summary=dict(summary))
 

@@ -193,8 +193,9 @@ def examples(folder: Path, label_names: dict[int, str], n: int = MONTAGE) -> dic
         for kind, pick in (("stored", ~flags), ("augmented", flags)):
             index = np.flatnonzero(pick)[:n]
             if len(index):
+                labels = ds["label"].isel(sample=index).values
                 out["montage"][kind] = (ds["image"].isel(sample=index).values,
-                                        [label_names.get(int(v), str(v)) for v in ds["label"].isel(sample=index).values])
+                                        [label_names.get(int(v), str(v)) for v in labels])
     if quarantine is not None and len(quarantine):
         for reason, group in quarantine.groupby("reason", sort=True):
             out["quarantine"][str(reason)] = [(str(r["source"]), int(r["line"]), _short(str(r["raw"])))
@@ -204,6 +205,12 @@ def examples(folder: Path, label_names: dict[int, str], n: int = MONTAGE) -> dic
 
 def _short(raw: str) -> str:
     return raw if len(raw) <= RAW_CHARS else raw[:RAW_CHARS] + f"... ({len(raw)} characters)"
+
+
+def _masking(masked) -> str:
+    if not masked:
+        return "<p>no personal data masking configured (clean.text.mask)</p>"
+    return _table(masked, ("personal data", "masked"), cls="masking")
 
 
 def _table(rows: list[tuple], head: tuple, cls: str = "") -> str:
@@ -273,7 +280,7 @@ def render_html(report: dict, histograms: dict, shown: dict | None = None) -> st
             f"<h2>Split x class</h2>{_split_table(report)}"
             f"<h2>Labels</h2>{_table(list(labels.items()), ('label', 'rows'))}"
             f"<h2>Cleaning</h2>{_table(cleaning, ('step', 'rows')) if cleaning else '<p>no cleaning counts</p>'}"
-            f"<h2>Masking</h2>{_table(masked, ('personal data', 'masked'), cls='masking') if masked else '<p>no personal data masking configured (clean.text.mask)</p>'}"
+            f"<h2>Masking</h2>{_masking(masked)}"
             f"<h2>Images</h2>{_montage(shown)}"
             f"<h2>Quarantine examples</h2>{_quarantine(shown)}"
             f"<h2>Histograms</h2>{''.join(imgs)}"

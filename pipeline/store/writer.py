@@ -106,7 +106,8 @@ def publish(ds: xr.Dataset, quarantine, manifest: dict, ref: DatasetRef, cfg: St
     ``manifest`` is what the caller knows (counts, sources, config); the store adds the parent
     version, the variables, the chunking, the checksums and the seal, and commits it last.
     ``extra_files(folder)``, if given, writes more files (e.g. the quality report) into the
-    version before its checksums are taken (:func:`open_written` reads what is there). ``compute(writes)`` runs the writes (default
+    version before its checksums are taken (:func:`open_written` reads what is there).
+    ``compute(writes)`` runs the writes (default
     ``dask.compute``; prepare names the tasks by stage and shows their progress,
     :mod:`pipeline.progress`); ``show_progress`` shows the checksums' progress through ``log``.
     """
