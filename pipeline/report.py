@@ -185,8 +185,13 @@ def examples(folder: Path, label_names: dict[int, str], n: int = MONTAGE) -> dic
     """What the HTML shows of the stored version in ``folder``: the first ``n`` stored train images
     and the first ``n`` augmented copies (originals and copies sit side by side in each block, so
     they are the same images), and a few quarantined records per reason."""
+    import dask
     from pipeline.store.writer import open_written
-    ds, quarantine = open_written(folder)
+    with dask.config.set(scheduler="synchronous"):   # a few local reads: this process, not the cluster
+        return _examples(*open_written(folder), label_names, n)
+
+
+def _examples(ds, quarantine, label_names: dict[int, str], n: int) -> dict:
     out = {"montage": {}, "quarantine": {}}
     if ds is not None and "image" in ds and "augmented" in ds:
         flags = ds["augmented"].values
