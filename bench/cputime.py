@@ -18,3 +18,35 @@ def tree_cpu() -> float:
         except psutil.NoSuchProcess:
             pass
     return total
+
+
+class PeakMemory:
+    """Peak RSS of this process (a LocalCluster's scheduler runs here) and of each child process
+    (its workers), sampled every ``every`` seconds by a thread between ``start()`` and ``stop()``."""
+
+    def __init__(self, every: float = 0.1):
+        import threading
+        self.every, self.peaks, self._stop = every, {}, threading.Event()
+        self._thread = threading.Thread(target=self._sample, daemon=True)
+
+    def _sample(self) -> None:
+        me = psutil.Process()
+        while not self._stop.is_set():
+            for p in [me, *me.children(recursive=True)]:
+                try:
+                    key = "scheduler+client" if p.pid == me.pid else f"worker {p.pid}"
+                    self.peaks[key] = max(self.peaks.get(key, 0), p.memory_info().rss)
+                except psutil.NoSuchProcess:
+                    pass
+            self._stop.wait(self.every)
+
+    def start(self) -> "PeakMemory":
+        self._thread.start()
+        return self
+
+    def stop(self) -> dict[str, int]:
+        """name -> peak bytes; worker processes that held under 200 MiB (helpers such as the
+        multiprocessing resource tracker) are left out."""
+        self._stop.set()
+        self._thread.join()
+        return {k: v for k, v in self.peaks.items() if k == "scheduler+client" or v >= 200 << 20}

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import gzip
+import json
 import os
 import platform
 import tempfile
@@ -25,7 +26,7 @@ from pathlib import Path
 import dask.dataframe as dd
 import numpy as np
 import pandas as pd
-from cputime import tree_cpu  # bench/cputime.py (this folder is on sys.path when run as a script)
+from cputime import PeakMemory, tree_cpu  # bench/cputime.py (this folder is on sys.path when run as a script)
 
 from pipeline.clean import clean
 from pipeline.clean.coerce import _cast, value_dtype
@@ -72,6 +73,20 @@ def generate(path: Path, megabytes: int) -> int:
             out.write(text)
             written += len(text)
             copy += 1
+    return n
+
+
+def grow(src: Path, path: Path, times: int) -> int:
+    """Write ``times`` copies of the generated ``src`` to ``path``, copy ``k`` with its leading pixel
+    (0 in every MNIST row) set to ``k`` so the rows stay distinct across copies: the larger sizes of
+    one scaling series, in seconds instead of the generator's minutes. Returns the number of lines."""
+    n = 0
+    with open(path, "wb") as out:
+        for k in range(times):
+            with open(src, "rb") as fh:
+                for line in fh:
+                    out.write(f"{k},".encode() + line[2:] if k and line.startswith(b"0,") else line)
+                    n += 1
     return n
 
 
@@ -137,9 +152,19 @@ def main() -> None:
     parser.add_argument("--blocksize-mb", type=int, default=32)
     parser.add_argument("--dir", default=None)
     parser.add_argument("--memory-limit", default="auto", help="per Dask worker; 0 = no limit, no spilling")
+    parser.add_argument("--skip-pandas", action="store_true", help="Dask side only (pandas holds the whole file)")
+    parser.add_argument("--json", type=Path, default=None, help="append this run's figures as one JSON line")
+    parser.add_argument("--grow-from", type=int, default=0, metavar="MB",
+                        help="make the CSV from copies of an earlier run's gen_MBmb.csv in --dir (kept) if it is there")
+    parser.add_argument("--keep", action="store_true", help="keep the generated CSV (default: removed after)")
     args = parser.parse_args()
     folder = Path(args.dir or tempfile.mkdtemp(prefix="dcpipe-bench-ingest-"))
     path = folder / f"gen_{args.mb}mb.csv"
+    base = folder / f"gen_{args.grow_from}mb.csv"
+    if not path.exists() and args.grow_from and args.mb % args.grow_from == 0 and base.exists():
+        t = time.perf_counter()
+        n = grow(base, path, args.mb // args.grow_from)
+        print(f"grew {path} from {base.name} ({n} lines) in {time.perf_counter() - t:.0f} s", flush=True)
     if not path.exists():
         t = time.perf_counter()
         n = generate(path, args.mb)
@@ -151,26 +176,43 @@ def main() -> None:
     resolve(str(path))[0].describe(text=True)
     t_prov = time.perf_counter() - t
     load_pandas = os.getloadavg()[0]
-    t, cpu = time.perf_counter(), tree_cpu()
-    pandas_result = run_pandas(path, blocksize)
-    t_pandas, cpu_pandas = time.perf_counter() - t, tree_cpu() - cpu
-    print(f"pandas: {t_pandas:.1f} s {pandas_result}", flush=True)
+    t_pandas = cpu_pandas = float("nan")
+    pandas_result = None
+    if not args.skip_pandas:
+        t, cpu = time.perf_counter(), tree_cpu()
+        pandas_result = run_pandas(path, blocksize)
+        t_pandas, cpu_pandas = time.perf_counter() - t, tree_cpu() - cpu
+        print(f"pandas: {t_pandas:.1f} s {pandas_result}", flush=True)
     cluster_cfg = ClusterConfig(workers=args.workers, dashboard_address=":0", memory_limit=args.memory_limit)
     t = time.perf_counter()
     with local_client(cluster_cfg, log=lambda *_: None) as client:
         t_start = time.perf_counter() - t
         load_dask = os.getloadavg()[0]
-        t, cpu = time.perf_counter(), tree_cpu()
+        t, cpu, peaks = time.perf_counter(), tree_cpu(), PeakMemory().start()
         dask_result = run_dask(path, client, blocksize)
-        t_dask, cpu_dask = time.perf_counter() - t, tree_cpu() - cpu
+        t_dask, cpu_dask, peak = time.perf_counter() - t, tree_cpu() - cpu, peaks.stop()
+        limit = client.run(lambda dask_worker: dask_worker.memory_manager.memory_limit)
     print(f"dask:   {t_dask:.1f} s {dask_result}", flush=True)
-    same = pandas_result == dask_result
+    mib = {k: round(v / 2**20) for k, v in sorted(peak.items())}
+    print(f"peak RSS (MiB) during the Dask run: {mib}; worker memory limit "
+          f"{sorted({round((v or 0) / 2**20) for v in limit.values()})} MiB", flush=True)
+    if args.json:
+        with open(args.json, "a") as fh:
+            fh.write(json.dumps({"mb": args.mb, "records": dask_result["records_in"], "dask_s": t_dask,
+                                 "dask_cpu_s": cpu_dask, "pandas_s": t_pandas, "pandas_cpu_s": cpu_pandas,
+                                 "peak_mib": mib, "load_end": os.getloadavg()[0]}) + "\n")
     size = path.stat().st_size / 2**20
+    if not args.keep and path != base:
+        path.unlink()
+    if pandas_result is None:
+        return
+    same = pandas_result == dask_result
     print(f"\nMachine: {os.cpu_count()} cores, {platform.processor() or platform.machine()}; "
           f"CSV {size:.0f} MiB, {pandas_result['records_in']} records; blocks of {args.blocksize_mb} MiB\n")
     print("| side | load avg (1 min) at start | ingest + clean s | CPU s, all its processes | MiB/s | speed-up |\n"
           "|---|---|---|---|---|---|")
-    print(f"| pandas, 1 process | {load_pandas:.1f} | {t_pandas:.1f} | {cpu_pandas:.1f} | {size / t_pandas:.1f} | 1.00x |")
+    print(f"| pandas, 1 process | {load_pandas:.1f} | {t_pandas:.1f} | {cpu_pandas:.1f} | "
+          f"{size / t_pandas:.1f} | 1.00x |")
     print(f"| Dask, {args.workers} workers x 1 thread | {load_dask:.1f} | {t_dask:.1f} | {cpu_dask:.1f} | "
           f"{size / t_dask:.1f} | {t_pandas / t_dask:.2f}x |")
     print(f"\nCPU seconds are less sensitive to other load than wall seconds: with {args.workers} free cores the "

@@ -3,11 +3,13 @@
     PYTHONPATH=$PWD .venv/bin/python bench/training.py [--workdir /tmp/dcpipe-bench6] [--skip-accuracy]
 
 1. loader samples/s / in-memory numpy tf.data samples/s            goal >= 0.9
-2. train-step time with the Zarr loader / with cached tensors      goal <= 1.05
+   like for like (the in-memory pipeline holding the stored uint8)  goal >= 0.95 (issue 18)
+   (also as CPU seconds per sample, which other load on the machine disturbs less than wall time)
+2. train-step time with the Zarr loader / with cached tensors      goal <= 1.03 (issue 18; 1.05 in issue 6)
 3. np=2 scaling efficiency, one thread per rank                    goal >= 0.85
    (at 64 and 256 samples per rank and step, with the 2-process ceiling of the machine beside it)
 4. bytes sent per step vs none: fp16 / topk:0.01 / powersgd:4      goal 0.50 / <= 0.03 / <= 0.05
-5. test-accuracy loss vs none (2 ranks, the default 10 epochs)      goal fp16 <= 0.3 pt, others <= 1 pt
+5. test-accuracy loss vs none (2 ranks, the default epochs)           goal fp16 <= 0.3 pt, others <= 1 pt
 Prints a Markdown section (also written to bench/RESULTS-6.md with --write).
 """
 from __future__ import annotations
@@ -58,7 +60,7 @@ def loader_ratio(store: str, train: tuple[int, int], epochs: int, rounds: int, t
     loader = data.ZarrLoader(data.LoaderSpec.from_train(TrainConfig(batch_size=64, read_threads=threads), store=store,
                                                         split_range=train, seed=0))
     names = ("zarr", "memory", "memory_stored")
-    rates, first = {k: [] for k in names}, {k: [] for k in names}
+    rates, first, cpu = {k: [] for k in names}, {k: [] for k in names}, {k: [] for k in names}
 
     def memory(x):
         return (tf.data.Dataset.from_tensor_slices((x, labels)).shuffle(4096).batch(64, drop_remainder=True)
@@ -68,23 +70,27 @@ def loader_ratio(store: str, train: tuple[int, int], epochs: int, rounds: int, t
         builds = {"zarr": lambda: loader.stream(r * epochs, 0, (r + 1) * epochs),  # noqa: B023
                   "memory": lambda: memory(images), "memory_stored": lambda: memory(stored)}
         for name in names:
-            t0, n = time.perf_counter(), 0
+            t0, c0, n = time.perf_counter(), time.process_time(), 0
             for _, y in builds[name]():
                 if n == 0:
                     first[name].append(time.perf_counter() - t0)
                 n += int(y.shape[0])
             rates[name].append(n / (time.perf_counter() - t0))
+            cpu[name].append((time.process_time() - c0) / n)
     zarr = np.array(rates["zarr"])
     return {"zarr": float(np.median(zarr)), "memory": float(np.median(rates["memory"])),
             "memory_stored": float(np.median(rates["memory_stored"])),
             "paired": float(np.median(zarr / np.array(rates["memory"]))),
             "paired_stored": float(np.median(zarr / np.array(rates["memory_stored"]))),
-            "first_zarr": float(np.median(first["zarr"])), "first_memory": float(np.median(first["memory"]))}
+            "first_zarr": float(np.median(first["zarr"])), "first_memory": float(np.median(first["memory"])),
+            "cpu_zarr": float(np.median(cpu["zarr"])), "cpu_memory_stored": float(np.median(cpu["memory_stored"])),
+            "cpu_paired_stored": float(np.median(np.array(cpu["memory_stored"]) / np.array(cpu["zarr"])))}
 
 
-def step_ratio(store: str, train: tuple[int, int], steps: int) -> tuple[float, float]:
-    """(seconds/step fed by the Zarr loader, seconds/step on cached tensors), CNN, one process; the
-    loader feeds the step as models.train does, through ``next(iterator)`` inside the graph."""
+def step_ratio(store: str, train: tuple[int, int], steps: int) -> tuple[float, float, float]:
+    """(seconds/step fed by the Zarr loader, seconds/step on cached tensors, median of the paired
+    blocks' CPU-second ratios loader ÷ cached), CNN, one process; the loader feeds the step as
+    models.train does, through ``next(iterator)`` inside the graph."""
     import keras
     images, labels = in_memory(store, train[0], train[0] + 64 * 8)
     cached = [(tf.constant(images[i:i + 64]), tf.constant(labels[i:i + 64])) for i in range(0, 64 * 8, 64)]
@@ -105,19 +111,22 @@ def step_ratio(store: str, train: tuple[int, int], steps: int) -> tuple[float, f
     step_from = iterator_step(step, loader.decode)
     it = iter(loader.stream(0, 0, 10))
     step(*cached[0]), step_from(it)
-    times = {"zarr": [], "cached": []}
+    times, cpu = {"zarr": [], "cached": []}, {"zarr": [], "cached": []}
     for _rep in range(7):
-        t0 = time.perf_counter()
+        t0, c0 = time.perf_counter(), time.process_time()
         for _ in range(steps):
             loss, *_ = step_from(it)
         float(loss)
         times["zarr"].append((time.perf_counter() - t0) / steps)
-        t0 = time.perf_counter()
+        cpu["zarr"].append(time.process_time() - c0)
+        t0, c0 = time.perf_counter(), time.process_time()
         for i in range(steps):
             loss, _ = step(*cached[i % len(cached)])
         float(loss)
         times["cached"].append((time.perf_counter() - t0) / steps)
-    return float(np.median(times["zarr"])), float(np.median(times["cached"]))
+        cpu["cached"].append(time.process_time() - c0)
+    return (float(np.median(times["zarr"])), float(np.median(times["cached"])),
+            float(np.median(np.array(cpu["zarr"]) / np.array(cpu["cached"]))))
 
 
 def _rank_cmd(store: str, train: tuple[int, int], steps: int, batch: int, out: Path, spec: str = "none") -> list[str]:
@@ -180,22 +189,34 @@ def main() -> None:
     parser.add_argument("--skip-accuracy", action="store_true")
     parser.add_argument("--skip-scaling", action="store_true")
     parser.add_argument("--write", action="store_true", help="write bench/RESULTS-6.md")
+    parser.add_argument("--store", help="an existing version's data.zarr (default: prepare the embedded MNIST)")
     args = parser.parse_args()
-    prepared = prepare_only(JobConfig().with_overrides(cluster={"dashboard_address": ":0"}),
-                            workdir=args.workdir, log=lambda *a: None, show_progress=False)
-    store, train = str(prepared.ref.data_path), tuple(prepared.manifest["ranges"]["train"])
+    if args.store:
+        manifest = json.loads((Path(args.store).parent / "manifest.json").read_text())
+        store, train, dataset = args.store, tuple(manifest["ranges"]["train"]), None
+    else:
+        prepared = prepare_only(JobConfig().with_overrides(cluster={"dashboard_address": ":0"}),
+                                workdir=args.workdir, log=lambda *a: None, show_progress=False)
+        store, train = str(prepared.ref.data_path), tuple(prepared.manifest["ranges"]["train"])
+        dataset = str(prepared.ref)
     rows = []
     lr = loader_ratio(store, train, epochs=8, rounds=9, threads=2)
     rows.append(("loader samples/s ÷ in-memory tf.data, 8-epoch streams (median of paired rounds)",
                  f"{lr['zarr']:,.0f} / {lr['memory']:,.0f} (ratio of medians {lr['zarr'] / lr['memory']:.3f})",
                  lr["paired"], ">= 0.9", lr["paired"] >= 0.9))
-    rows.append(("  like for like: in-memory tf.data holding the stored uint8 (median of paired rounds)",
-                 f"{lr['zarr']:,.0f} / {lr['memory_stored']:,.0f}", lr["paired_stored"], "(reference)", None))
+    rows.append(("like for like: loader ÷ in-memory tf.data holding the stored uint8 (median of paired rounds)",
+                 f"{lr['zarr']:,.0f} / {lr['memory_stored']:,.0f}", lr["paired_stored"], ">= 0.95",
+                 lr["paired_stored"] >= 0.95))
+    rows.append(("  like for like, CPU seconds per sample: in-memory uint8 ÷ loader (median of paired rounds)",
+                 f"{lr['cpu_memory_stored'] * 1e6:.2f} us / {lr['cpu_zarr'] * 1e6:.2f} us", lr["cpu_paired_stored"],
+                 ">= 0.95", lr["cpu_paired_stored"] >= 0.95))
     rows.append(("  seconds to the first batch, loader ÷ in-memory", f"{lr['first_zarr'] * 1e3:.0f} ms / "
                  f"{lr['first_memory'] * 1e3:.0f} ms", lr["first_zarr"] / lr["first_memory"], "(reference)", None))
-    zs, cs = step_ratio(store, train, steps=100)
+    zs, cs, cpu_ratio = step_ratio(store, train, steps=100)
     rows.append(("train step, Zarr loader ÷ cached tensors", f"{zs * 1e3:.1f} ms / {cs * 1e3:.1f} ms", zs / cs,
-                 "<= 1.05", zs / cs <= 1.05))
+                 "<= 1.03", zs / cs <= 1.03))
+    rows.append(("  CPU seconds of the same blocks, loader ÷ cached (median of paired blocks)", "", cpu_ratio,
+                 "<= 1.03", cpu_ratio <= 1.03))
     for batch in () if args.skip_scaling else (64, 256):
         r = scaling(store, train, steps=max(40, 19200 // batch), batch=batch, rounds=3, tmp=args.workdir)
         rows.append((f"np=2 scaling efficiency, batch {batch}/rank, 1 thread/rank, none",
@@ -211,7 +232,7 @@ def main() -> None:
                            ("powersgd:4", "<= 0.05", b["powersgd:4"] <= 0.05)):
         rows.append((f"bytes/step {spec} ÷ none", f"of {b['none_bytes']:,} B", b[spec], goal, ok))
     if not args.skip_accuracy:
-        acc = accuracies(args.workdir, str(prepared.ref))
+        acc = accuracies(args.workdir, dataset)
         for spec, limit in (("fp16", 0.3), ("topk:0.01", 1.0), ("powersgd:4", 1.0)):
             loss = 100 * (acc["none"] - acc[spec])
             rows.append((f"test-accuracy loss {spec} vs none (pt)", f"{acc[spec]:.4f} vs {acc['none']:.4f}", loss,

@@ -3,7 +3,8 @@
 Image networks take ``(height, width, channels)`` float inputs: ``mlp`` treats an image as a flat
 feature vector (tabular), ``cnn`` as an image, ``transformer`` as a sequence of tokens (one per
 image row). Token networks take ``(length,)`` int32 token ids (0 = padding) and need the
-vocabulary size: ``text_transformer``. Logits stay float32 under mixed precision.
+vocabulary size: ``text_transformer``, and ``lm_transformer`` (the body of :mod:`models.transformer`,
+which can be pretrained on a packed corpus). Logits stay float32 under mixed precision.
 """
 from __future__ import annotations
 
@@ -148,3 +149,11 @@ def text_transformer(input_shape: tuple[int, ...], n_classes: int, vocab_size: i
         x = x + keras.layers.Dense(width)(keras.layers.Dense(2 * width, activation="gelu")(h))
     x = MaskedMean()(keras.layers.LayerNormalization()(x), mask)
     return keras.Model(ids, keras.layers.Dense(n_classes, dtype="float32")(x), name="text_transformer")
+
+
+@register("lm_transformer", tokens=True)
+def lm_transformer(input_shape: tuple[int, ...], n_classes: int, vocab_size: int) -> keras.Model:
+    """The pretrainable Transformer of :mod:`models.transformer` with a classification head: the
+    same body a ``causal_lm``/``masked_lm`` pretraining learns (``transformer.transfer_body``)."""
+    from models import transformer
+    return transformer.build("classify", vocab_size, input_shape[0], n_classes)

@@ -21,7 +21,7 @@ from models.config import TrainConfig
 from models.rundir import atomic_write_text
 
 #: networks over token ids (``models.networks.TOKEN_INPUTS``, kept here so planning needs no TensorFlow)
-TOKEN_NETWORKS = ("text_transformer",)
+TOKEN_NETWORKS = ("text_transformer", "lm_transformer")
 
 
 def _setting(name: str):

@@ -1,12 +1,7 @@
 """dcpipe's data side: Dask stages from raw sources to versioned Zarr datasets."""
+from pipeline.api import RunResult, run
 from pipeline.config import JobConfig, load_config
 from pipeline.errors import UserError
-
-
-def run(*args, **kwargs):
-    """Run the main job; see :func:`pipeline.job.run`."""
-    from pipeline.job import run as _run
-    return _run(*args, **kwargs)
 
 
 def open_dataset(name: str, version: str = "latest", root="dcpipe-work/datasets"):
@@ -15,4 +10,4 @@ def open_dataset(name: str, version: str = "latest", root="dcpipe-work/datasets"
     return _open(name, version, root)
 
 
-__all__ = ["JobConfig", "UserError", "load_config", "open_dataset", "run"]
+__all__ = ["JobConfig", "RunResult", "UserError", "load_config", "open_dataset", "run"]

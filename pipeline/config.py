@@ -131,7 +131,8 @@ class TextPolicy(_Section):
     nfkc: bool = True
     lower: bool = True
     whitespace: bool = Field(True, description="collapse runs of whitespace, strip the ends")
-    drop_empty: bool = Field(True, description="quarantine records with no word character after normalising (empty_text)")
+    drop_empty: bool = Field(True, description="quarantine records with no word character after normalising "
+                                               "(empty_text)")
     mask: list[Literal["email", "phone", "ip", "digits"]] = Field(
         default_factory=lambda: ["email", "phone", "ip", "digits"], description="personal data to mask")
 
@@ -351,7 +352,8 @@ class TuneConfig(_Section):
     def _space_parses(cls, space: dict, info) -> dict:
         from pipeline.tune.space import parse_space   # late: the tune package is a layer above config
         if not space:
-            raise ValueError("is empty; give at least one key, e.g. train.learning_rate: {log_uniform: [1.0e-4, 1.0e-2]}")
+            raise ValueError("is empty; give at least one key, "
+                             "e.g. train.learning_rate: {log_uniform: [1.0e-4, 1.0e-2]}")
         parse_space(space, prepare=info.data.get("prepare", False))
         return space
 

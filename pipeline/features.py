@@ -43,8 +43,7 @@ def _class_cutoffs(keys: pd.DataFrame, cfg: SplitConfig) -> dict[int, tuple[int,
         order = np.sort(group["order"].to_numpy())
         n = len(order)
         k_train, k_val = round(cfg.train * n), round((cfg.train + cfg.val) * n)
-        last = (lambda k: int(order[k - 1]) if k > 0 else -1)
-        cutoffs[int(label)] = (last(k_train), last(k_val))
+        cutoffs[int(label)] = tuple(int(order[k - 1]) if k > 0 else -1 for k in (k_train, k_val))
     return cutoffs
 
 

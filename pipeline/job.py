@@ -59,14 +59,16 @@ def _resolve(config: JobConfig | None, workers: int | None = None, np: int | Non
 
 def prepare_only(config: JobConfig | None = None, workdir: str | Path = "dcpipe-work",
                  workers: int | None = None, log=print, show_progress: bool = True,
-                 cluster: str | None = None) -> Prepared:
-    """Prepare (or find) the dataset version; a Dask cluster starts only when there is work."""
+                 cluster: str | None = None, client=None) -> Prepared:
+    """Prepare (or find) the dataset version; a Dask cluster starts only when there is work (and
+    ``client``, a ``distributed.Client``, is not given)."""
     with contextlib.ExitStack() as stack:
-        return _prepare_in(stack, _resolve(config, workers, cluster=cluster), workdir, log, show_progress)[0]
+        return _prepare_in(stack, _resolve(config, workers, cluster=cluster), workdir, log, show_progress,
+                           client=client)[0]
 
 
 def _prepare_in(stack: contextlib.ExitStack, cfg: JobConfig, workdir: str | Path, log, show_progress: bool,
-                marks: dict | None = None) -> tuple[Prepared, Watch | None]:
+                marks: dict | None = None, client=None) -> tuple[Prepared, Watch | None]:
     """Prepare (or find) the version; the cluster, when one was needed, stays open in ``stack``
     and is returned watched. ``marks`` gets the wall-clock ``located``, ``cluster_started`` and
     ``prepared``."""
@@ -76,7 +78,7 @@ def _prepare_in(stack: contextlib.ExitStack, cfg: JobConfig, workdir: str | Path
     marks["located"] = time.time()
     watch = None
     if located.cached is None:
-        client = stack.enter_context(dask_client(cfg.cluster, log=log))
+        client = client if client is not None else stack.enter_context(dask_client(cfg.cluster, log=log))
         marks["cluster_started"] = time.time()
         watch = Watch(client, tls=cfg.cluster.tls, log=log) if monitor.enabled() else None
         prepared = prepare(cfg, root, client, log=log, show_progress=show_progress, located=located)
@@ -118,7 +120,7 @@ def run(config: JobConfig | None = None, workdir: str | Path = "dcpipe-work", wo
         np: int | None = None, log=print, show_progress: bool = True, cluster: str | None = None,
         dataset: str | None = None, launcher: str = "horovodrun", hosts: str | None = None,
         resume: bool | str = False, compression: str | None = None, epochs: int | None = None,
-        verify: bool = False) -> dict:
+        verify: bool = False, client=None) -> dict:
     """Run the whole job and return its summary (also written to ``runs/<run-id>/summary.json``).
 
     ``dataset`` (``NAME@VERSION``, a unique version prefix, a tag or ``latest``) trains on an
@@ -148,7 +150,7 @@ def run(config: JobConfig | None = None, workdir: str | Path = "dcpipe-work", wo
                 # Dask prepares, and its error, if any, is raised before any rank starts.
                 checked = None if text else pool.submit(check_network, cfg.train.network,
                                                         list(cfg.schema.image_shape), len(cfg.schema.labels), 0)
-                prepared, watch = _prepare_in(stack, cfg, work.path, log, show_progress, started["marks"])
+                prepared, watch = _prepare_in(stack, cfg, work.path, log, show_progress, started["marks"], client)
                 if checked is not None:
                     checked.result()
         summary = train(cfg, prepared, work, options, log=log, started=started,

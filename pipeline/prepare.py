@@ -71,17 +71,18 @@ def _counts(rows, quarantine, records, client: Client, show_progress: bool, extr
 def _report(rows, manifest: dict, cfg: JobConfig, client: Client, show_progress: bool, log):
     """Quality statistics of the persisted rows; returns a writer of report.json/html into a folder."""
     columns = report.TEXT_COLUMNS if _is_text(cfg) else None
+    split_by_label = report.lazy_split_by_label(rows)
     rows = report.text_lengths(rows) if columns else rows
-    lazy = report.lazy_stats(rows, columns)
+    lazy = {**report.lazy_stats(rows, columns), "split_by_label": split_by_label}
     stats = dict(zip(lazy, progress.compute(client, list(lazy.values()), "report-statistics", show_progress, log)))
     lazy_h = report.lazy_histograms(rows, stats, columns)
     hists = dict(zip(lazy_h, progress.compute(client, list(lazy_h.values()), "report-histograms", show_progress, log)))
     codes = {code: name for name, code in label_codes(cfg.schema).items()}
-    built = report.build(manifest, stats, codes)
+    built = report.build(manifest, stats, codes, stats["split_by_label"])
 
     def write(folder):
         with progress.LocalBar("report", 1, show=show_progress, log=log) as bar:
-            report.write(folder, built, hists)
+            report.write(folder, built, hists, codes)
             bar.update()
     return write
 

@@ -41,7 +41,7 @@ from distributed.diagnostics.progressbar import MultiProgressBar
 STAGES = ("ingest", "validate", "clean", "split", "features", "augment", "write", "report-statistics",
           "report-histograms", "checksums", "report")
 # (what a task's name holds, its stage); ``features-image``/``features-tokens`` build the model input.
-NAME_RULES = (("validate", "validate"), ("clean", "clean"), ("features-hash", "split"),
+NAME_RULES = (("validate", "validate"), ("clean", "clean"), ("neardup", "clean"), ("features-hash", "split"),
               ("features-split", "split"), ("class_cutoffs", "split"), ("sort_key", "split"), ("features", "features"),
               ("augment", "augment"), ("store-map", "write"), ("toparquet", "write"),
               ("report", "report-statistics"))

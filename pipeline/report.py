@@ -16,6 +16,7 @@ import dask.dataframe as dd
 import numpy as np
 import pandas as pd
 
+from pipeline.features import SPLITS
 from pipeline.transforms.text import tokenize
 
 N_HISTOGRAMS = 3
@@ -59,6 +60,11 @@ def lazy_stats(rows: dd.DataFrame, columns: list[str] | None = None) -> dict:
             "min": values.min(), "max": values.max()}
 
 
+def lazy_split_by_label(rows: dd.DataFrame):
+    """Rows per (split code, label code), lazy: the report's split x class table."""
+    return rows.groupby(["split", "label"]).size(split_out=1)
+
+
 def lazy_histograms(rows: dd.DataFrame, stats: dict, columns: list[str] | None = None) -> dict:
     """Histograms of the ``N_HISTOGRAMS`` columns with the largest std, and (value columns only) of
     the per-row mean."""
@@ -78,23 +84,57 @@ def lazy_histograms(rows: dd.DataFrame, stats: dict, columns: list[str] | None =
     return out
 
 
-def build(manifest: dict, stats: dict, label_names: dict[int, str]) -> dict:
-    """The JSON report from the manifest's counts and computed statistics."""
+def build(manifest: dict, stats: dict, label_names: dict[int, str], split_by_label=None) -> dict:
+    """The JSON report from the manifest's counts and computed statistics (``split_by_label``: the
+    computed :func:`lazy_split_by_label`)."""
     cols = list(stats["mean"].index)
     per_column = {c: {k: _round(float(stats[k][c])) for k in ("mean", "std", "min", "max")} for c in cols}
     labels = {label_names.get(int(k), str(k)): int(v) for k, v in sorted(stats["label_counts"].items())}
     keys = ("dataset", "version", "records_in", "records_out", "quarantined", "duplicates_dropped",
             "cleaning", "n_train", "n_val", "n_test")
-    return {**{k: manifest.get(k) for k in keys}, "label_distribution": labels, "columns": per_column}
+    table = {}
+    if split_by_label is not None:
+        for (split, label), n in sorted(split_by_label.items()):
+            name = SPLITS[int(split)] if 0 <= int(split) < len(SPLITS) else str(split)
+            table.setdefault(name, {})[label_names.get(int(label), str(label))] = int(n)
+    return {**{k: manifest.get(k) for k in keys}, "label_distribution": labels, "split_by_label": table,
+            "gates": gate_rows(manifest), "masked": masked_counts(manifest), "columns": per_column}
 
 
-def _png(title: str, counts: np.ndarray, edges: np.ndarray) -> str:
+def gate_rows(manifest: dict) -> list[dict]:
+    """Each quality gate with its threshold, the measured value and pass/fail."""
+    quality = manifest.get("quality") or {}
+    gates = quality.get("gates") or {}
+    rows = []
+    if "max_quarantined_fraction" in gates:
+        n_in = manifest.get("records_in") or 0
+        fraction = sum((manifest.get("quarantined") or {}).values()) / n_in if n_in else 0.0
+        rows.append({"gate": "max_quarantined_fraction", "threshold": gates["max_quarantined_fraction"],
+                     "value": round(fraction, 6), "passed": fraction <= gates["max_quarantined_fraction"]})
+    if "min_rows_per_class" in gates:
+        counts = manifest.get("label_counts") or {}
+        fewest = min(counts.values()) if counts else 0
+        rows.append({"gate": "min_rows_per_class", "threshold": gates["min_rows_per_class"], "value": fewest,
+                     "passed": fewest >= gates["min_rows_per_class"]})
+    failed = quality.get("gate")
+    for row in rows:   # the recorded verdict is the authority; the figures say why
+        row["passed"] = row["gate"] != failed if failed else row["passed"]
+    return rows
+
+
+def masked_counts(manifest: dict) -> dict[str, int]:
+    """Personal data masked per kind (``masked_email`` -> ``email``), from the cleaning counts."""
+    return {k.removeprefix("masked_"): int(v) for k, v in sorted((manifest.get("cleaning") or {}).items())
+            if k.startswith("masked_")}
+
+
+def _figure_png(draw, size=(4, 2.6)) -> str:
+    """A matplotlib figure drawn by ``draw(fig)``, as base64 PNG."""
     import matplotlib
     matplotlib.use("Agg")
     from matplotlib import pyplot as plt
-    fig, ax = plt.subplots(figsize=(4, 2.6), dpi=80)
-    ax.bar(edges[:-1], counts, width=np.diff(edges), align="edge")
-    ax.set_title(title, fontsize=9)
+    fig = plt.figure(figsize=size, dpi=80)
+    draw(fig)
     buf = io.BytesIO()
     fig.tight_layout()
     fig.savefig(buf, format="png")
@@ -102,37 +142,161 @@ def _png(title: str, counts: np.ndarray, edges: np.ndarray) -> str:
     return base64.b64encode(buf.getvalue()).decode()
 
 
-def _table(rows: list[tuple], head: tuple) -> str:
+def _png(title: str, counts: np.ndarray, edges: np.ndarray) -> str:
+    def draw(fig):
+        ax = fig.add_subplot()
+        ax.bar(edges[:-1], counts, width=np.diff(edges), align="edge")
+        ax.set_title(title, fontsize=9)
+    return _figure_png(draw)
+
+
+def _labels_png(labels: dict[str, int]) -> str:
+    """The label distribution with the label names on the x axis."""
+    def draw(fig):
+        ax = fig.add_subplot()
+        names = list(labels)
+        ax.bar(range(len(names)), list(labels.values()))
+        ax.set_xticks(range(len(names)), [n[:12] for n in names], rotation=45 if len(names) > 10 else 0,
+                      fontsize=8)
+        ax.set_xlabel("label")
+        ax.set_ylabel("rows")
+        ax.set_title("label distribution", fontsize=9)
+    return _figure_png(draw, size=(max(4, 0.35 * len(labels)), 2.8))
+
+
+def _montage_png(images: np.ndarray, titles: list[str]) -> str:
+    """Images side by side (grey when they have one channel), each titled (its label)."""
+    def draw(fig):
+        for i, (img, title) in enumerate(zip(images, titles)):
+            ax = fig.add_subplot(1, len(images), i + 1)
+            img = np.asarray(img, dtype="float32")
+            ax.imshow(img[..., 0] if img.ndim == 3 and img.shape[-1] == 1 else img, cmap="gray", vmin=0, vmax=1)
+            ax.set_title(title, fontsize=8)
+            ax.axis("off")
+    return _figure_png(draw, size=(1.1 * max(len(images), 1), 1.4))
+
+
+MONTAGE = 8             # images of each kind in the montage
+QUARANTINE_EXAMPLES = 3  # records shown per reason
+RAW_CHARS = 100          # of each quarantined record's raw text
+
+
+def examples(folder: Path, label_names: dict[int, str], n: int = MONTAGE) -> dict:
+    """What the HTML shows of the stored version in ``folder``: the first ``n`` stored train images
+    and the first ``n`` augmented copies (originals and copies sit side by side in each block, so
+    they are the same images), and a few quarantined records per reason."""
+    import dask
+    from pipeline.store.writer import open_written
+    with dask.config.set(scheduler="synchronous"):   # a few local reads: this process, not the cluster
+        return _examples(*open_written(folder), label_names, n)
+
+
+def _examples(ds, quarantine, label_names: dict[int, str], n: int) -> dict:
+    out = {"montage": {}, "quarantine": {}}
+    if ds is not None and "image" in ds and "augmented" in ds:
+        flags = ds["augmented"].values
+        for kind, pick in (("stored", ~flags), ("augmented", flags)):
+            index = np.flatnonzero(pick)[:n]
+            if len(index):
+                labels = ds["label"].isel(sample=index).values
+                out["montage"][kind] = (ds["image"].isel(sample=index).values,
+                                        [label_names.get(int(v), str(v)) for v in labels])
+    if quarantine is not None and len(quarantine):
+        for reason, group in quarantine.groupby("reason", sort=True):
+            out["quarantine"][str(reason)] = [(str(r["source"]), int(r["line"]), _short(str(r["raw"])))
+                                              for _, r in group.head(QUARANTINE_EXAMPLES).iterrows()]
+    return out
+
+
+def _short(raw: str) -> str:
+    return raw if len(raw) <= RAW_CHARS else raw[:RAW_CHARS] + f"... ({len(raw)} characters)"
+
+
+def _masking(masked) -> str:
+    if not masked:
+        return "<p>no personal data masking configured (clean.text.mask)</p>"
+    return _table(masked, ("personal data", "masked"), cls="masking")
+
+
+def _table(rows: list[tuple], head: tuple, cls: str = "") -> str:
     th = "".join(f"<th>{html.escape(str(h))}</th>" for h in head)
     body = "".join("<tr>" + "".join(f"<td>{html.escape(str(v))}</td>" for v in r) + "</tr>" for r in rows)
-    return f"<table><tr>{th}</tr>{body}</table>"
+    return f"<table{f' class={cls!r}' if cls else ''}><tr>{th}</tr>{body}</table>"
 
 
-def render_html(report: dict, histograms: dict) -> str:
+def _img(alt: str, png: str) -> str:
+    return f'<img alt="{html.escape(alt)}" src="data:image/png;base64,{png}">'
+
+
+def _split_table(report: dict) -> str:
+    table = report.get("split_by_label") or {}
+    labels = list(report["label_distribution"])
+    rows = [(split, *(table[split].get(name, 0) for name in labels), sum(table[split].values()))
+            for split in SPLITS if split in table]
+    rows.append(("all", *(sum(table[s].get(name, 0) for s in table) for name in labels),
+                 sum(sum(t.values()) for t in table.values())))
+    return _table(rows, ("split", *labels, "rows"), cls="split-by-label")
+
+
+def _gates_table(report: dict) -> str:
+    rows = [(g["gate"], g["threshold"], g["value"], "pass" if g["passed"] else "FAIL") for g in report["gates"]]
+    return _table(rows, ("gate", "threshold", "value", "verdict"), cls="gates") if rows else "<p>no gates</p>"
+
+
+def _montage(shown: dict) -> str:
+    parts = []
+    for kind, caption in (("stored", "stored train images (the first of the version)"),
+                          ("augmented", "their augmented copies")):
+        if kind in shown["montage"]:
+            images, titles = shown["montage"][kind]
+            parts.append(f"<figure class='montage' id='montage-{kind}'>{_img(caption, _montage_png(images, titles))}"
+                         f"<figcaption>{html.escape(caption)}</figcaption></figure>")
+    return "".join(parts) or "<p>no images in this dataset</p>"
+
+
+def _quarantine(shown: dict) -> str:
+    if not shown["quarantine"]:
+        return "<p>no record was quarantined</p>"
+    return "".join(f"<h3>{html.escape(reason)}</h3>"
+                   + _table(records, ("source", "line", "raw record"), cls="quarantine")
+                   for reason, records in shown["quarantine"].items())
+
+
+def render_html(report: dict, histograms: dict, shown: dict | None = None) -> str:
+    shown = shown or {"montage": {}, "quarantine": {}}
     labels = report["label_distribution"]
-    lab_png = _png("label distribution", np.array(list(labels.values())), np.arange(len(labels) + 1) - 0.5)
-    imgs = [f'<img alt="label distribution" src="data:image/png;base64,{lab_png}">']
+    imgs = [_img("label distribution", _labels_png(labels))]
     for name, (counts, edges) in histograms.items():
-        imgs.append(f'<img alt="{html.escape(name)}" src="data:image/png;base64,'
-                    f'{_png(name, np.asarray(counts), np.asarray(edges))}">')
+        imgs.append(_img(name, _png(name, np.asarray(counts), np.asarray(edges))))
     counts = [(k, report[k]) for k in ("records_in", "records_out", "duplicates_dropped")]
     counts += [(f"quarantined: {k}", v) for k, v in sorted(report["quarantined"].items())]
+    cleaning = [(k, v) for k, v in sorted((report.get("cleaning") or {}).items()) if not k.startswith("masked_")]
+    masked = list((report.get("masked") or {}).items())
     cols = sorted(report["columns"].items(), key=lambda kv: -kv[1]["std"])[:20]
     col_rows = [(c, *(f"{s[k]:.3f}" for k in ("mean", "std", "min", "max"))) for c, s in cols]
-    return (f"<!doctype html><html><head><meta charset='utf-8'><title>{html.escape(str(report['dataset']))}@"
-            f"{html.escape(str(report['version']))} data quality</title><style>body{{font-family:sans-serif}}"
-            "td,th{padding:2px 8px;text-align:right}</style></head><body>"
-            f"<h1>Data quality: {html.escape(str(report['dataset']))}@{html.escape(str(report['version']))}</h1>"
+    name = f"{html.escape(str(report['dataset']))}@{html.escape(str(report['version']))}"
+    return (f"<!doctype html><html><head><meta charset='utf-8'><title>{name} data quality</title>"
+            "<style>body{font-family:sans-serif} td,th{padding:2px 8px;text-align:right}"
+            ".quarantine td{text-align:left;font-family:monospace} figure{display:inline-block;margin:4px}"
+            "</style></head><body>"
+            f"<h1>Data quality: {name}</h1>"
+            f"<h2>Quality gates</h2>{_gates_table(report)}"
             f"<h2>Records</h2>{_table(counts, ('count', 'records'))}"
+            f"<h2>Split x class</h2>{_split_table(report)}"
             f"<h2>Labels</h2>{_table(list(labels.items()), ('label', 'rows'))}"
+            f"<h2>Cleaning</h2>{_table(cleaning, ('step', 'rows')) if cleaning else '<p>no cleaning counts</p>'}"
+            f"<h2>Masking</h2>{_masking(masked)}"
+            f"<h2>Images</h2>{_montage(shown)}"
+            f"<h2>Quarantine examples</h2>{_quarantine(shown)}"
             f"<h2>Histograms</h2>{''.join(imgs)}"
             f"<h2>Columns (20 with the largest std; all in report.json)</h2>"
             f"{_table(col_rows, ('column', 'mean', 'std', 'min', 'max'))}</body></html>")
 
 
-def write(folder: Path, report: dict, histograms: dict) -> tuple[Path, Path]:
-    """Write ``report.json`` and ``report.html`` into ``folder``."""
+def write(folder: Path, report: dict, histograms: dict, label_names: dict[int, str] | None = None) -> tuple[Path, Path]:
+    """Write ``report.json`` and ``report.html`` into ``folder`` (the version being written: the
+    HTML shows some of its images and quarantined records)."""
     json_path, html_path = folder / "report.json", folder / "report.html"
     json_path.write_text(json.dumps(report, indent=1) + "\n")
-    html_path.write_text(render_html(report, histograms))
+    html_path.write_text(render_html(report, histograms, examples(folder, label_names or {})))
     return json_path, html_path

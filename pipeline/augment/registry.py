@@ -69,7 +69,8 @@ def build(spec: dict, where: str = "augment.ops") -> Op:
     """The op for one config entry ``{"op": "rotate", "max_degrees": 10}``; ``ValueError`` says why not."""
     _load_builtin()
     if not isinstance(spec, dict) or "op" not in spec:
-        raise ValueError(f"{where} must be a mapping with an 'op' key (got {spec!r}); e.g. {{op: shift, max_pixels: 2}}")
+        raise ValueError(f"{where} must be a mapping with an 'op' key (got {spec!r}); "
+                         "e.g. {op: shift, max_pixels: 2}")
     params = {k: v for k, v in spec.items() if k != "op"}
     cls = _REGISTRY.get(spec["op"])
     if cls is None:

@@ -86,8 +86,7 @@ def dcpipe_doc(scheduler, extra, doc) -> None:
         run = current()
         title.text = headline(run)
         table_source.data = table_data(run)
-        for key, label, scale in (("step_s", "", 1e3), ("wait_s", "", 1e3), ("exchange_s", "", 1e3),
-                                  ("loss", "", 1.0)):
+        for key, scale in (("step_s", 1e3), ("wait_s", 1e3), ("exchange_s", 1e3), ("loss", 1.0)):
             sources[key].data = lines_data(run, key, scale)
 
     doc.add_periodic_callback(update, 1000)

@@ -1,9 +1,10 @@
 """The dynamic batcher: requests wait at most ``max_wait_ms`` for a batch of at most ``max_batch_size``.
 
 The wait is cut short when no other request for the model is in flight (``arriving``), so a lone
-request is not delayed for company that cannot come. Each batch is padded (repeating its first row) to the next of a few fixed sizes, the powers of two
-up to ``max_batch_size``, so the model sees few shapes and never retraces; a request past
-``max_queue`` waiting ones is refused at once (``Overloaded``, a 503) instead of stalling.
+request is not delayed for company that cannot come. Each batch is padded (repeating its first
+row) to the next of a few fixed sizes, the powers of two up to ``max_batch_size``, so the model
+sees few shapes and never retraces; a request past ``max_queue`` waiting ones is refused at once
+(``Overloaded``, a 503) instead of stalling.
 
 >>> bucket_sizes(48)
 (1, 2, 4, 8, 16, 32, 48)

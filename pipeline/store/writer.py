@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import dask
+import pandas as pd
 import xarray as xr
 
 from models.rundir import fsync_dir
@@ -80,6 +81,15 @@ def _write_data(ds: xr.Dataset, quarantine, staging: Path, cfg: StoreConfig, ref
                          "codec": cfg.codec, "level": cfg.level}}
 
 
+def open_written(folder: Path) -> tuple[xr.Dataset | None, pd.DataFrame | None]:
+    """(the data, the quarantine table) of a version folder as written so far: what ``extra_files``
+    may look at (e.g. the report's image montage and quarantine examples); lazy data, None if absent."""
+    data = folder / DATA
+    ds = xr.open_zarr(data, consolidated=True) if data.exists() else None
+    quarantine = pd.read_parquet(folder / QUARANTINE) if (folder / QUARANTINE).exists() else None
+    return ds, quarantine
+
+
 def _clean_leftovers(folder: Path, ref: DatasetRef, log) -> None:
     """Remove what killed writers of this version left (we hold its lock: nobody is writing it)."""
     for path in leftovers(folder, ref.version):
@@ -96,7 +106,8 @@ def publish(ds: xr.Dataset, quarantine, manifest: dict, ref: DatasetRef, cfg: St
     ``manifest`` is what the caller knows (counts, sources, config); the store adds the parent
     version, the variables, the chunking, the checksums and the seal, and commits it last.
     ``extra_files(folder)``, if given, writes more files (e.g. the quality report) into the
-    version before its checksums are taken. ``compute(writes)`` runs the writes (default
+    version before its checksums are taken (:func:`open_written` reads what is there).
+    ``compute(writes)`` runs the writes (default
     ``dask.compute``; prepare names the tasks by stage and shows their progress,
     :mod:`pipeline.progress`); ``show_progress`` shows the checksums' progress through ``log``.
     """

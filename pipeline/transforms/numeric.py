@@ -68,7 +68,8 @@ class Robust(_Scaler):
 
     def __post_init__(self):
         lo, hi = self.quantile_range
-        check(0 <= lo < hi <= 100, f"quantile_range must satisfy 0 <= low < high <= 100 (got {list(self.quantile_range)})")
+        check(0 <= lo < hi <= 100,
+              f"quantile_range must satisfy 0 <= low < high <= 100 (got {list(self.quantile_range)})")
 
     def fit_state(self, frame):
         from dask_ml.preprocessing import RobustScaler

@@ -135,7 +135,7 @@ def test_mpijob_pod_templates_validate_as_core_pod_template_specs():
     assert set(job["spec"]) <= {"slotsPerWorker", "runPolicy", "mpiReplicaSpecs", "sshAuthMountPath",
                                 "launcherCreationPolicy", "mpiImplementation"}
     assert job["spec"]["mpiImplementation"] in ("OpenMPI", "Intel", "MPICH")
-    for role, spec in specs.items():
+    for _role, spec in specs.items():
         _validator(_core_type("podtemplatespec")).validate(spec["template"])
 
 

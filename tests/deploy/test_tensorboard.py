@@ -10,7 +10,6 @@ import time
 import urllib.request
 from pathlib import Path
 
-import pytest
 
 from tests.deploy.conftest import SETUP_SCRIPT
 

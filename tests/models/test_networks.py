@@ -18,8 +18,8 @@ def test_each_network_maps_images_to_logits_and_round_trips(name, tmp_path):
 
 
 def test_unknown_network_lists_the_choices():
-    with pytest.raises(ValueError, match=r"unknown network 'vit'; choose one of \['cnn', 'mlp', 'text_transformer', "
-                                         r"'transformer'\]"):
+    with pytest.raises(ValueError, match=r"unknown network 'vit'; choose one of \['cnn', 'lm_transformer', 'mlp', "
+                                         r"'text_transformer', 'transformer'\]"):
         networks.build("vit", (12, 12, 1), 3)
 
 

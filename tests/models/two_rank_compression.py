@@ -29,7 +29,7 @@ def run(spec: str, rank: int) -> dict:
     step = train._step_function(model, optimizer, compressor)
     loss_fn = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
     before = float(loss_fn(y, model(x)))
-    for epoch in range(30):
+    for _epoch in range(30):
         for i in range(0, 256, 32):
             step(tf.constant(x[i:i + 32]), tf.constant(y[i:i + 32]))
     after = float(loss_fn(y, model(x)))

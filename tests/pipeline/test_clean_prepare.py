@@ -50,7 +50,8 @@ def test_every_record_is_stored_quarantined_or_counted_as_duplicate(tmp_path, cl
     assert report["records_in"] == 47 and report["label_distribution"] == {"0": 20, "1": 20}
     assert set(report["columns"]) == {"p0", "p1", "p2", "p3"} and report["columns"]["p3"]["std"] == 0
     html = (result.ref.path / "report.html").read_text()
-    assert html.count("data:image/png;base64,") == 5 and "out_of_range" in html
+    # label distribution, 4 histograms, the montage of stored images (no augmented copies: copies 0)
+    assert html.count("data:image/png;base64,") == 6 and "out_of_range" in html
 
 
 def test_a_parquet_source_prepares_too(tmp_path, client):

@@ -109,8 +109,8 @@ def test_slurm_job_script_carries_the_configured_resources(tmp_path):
     for directive in ("#SBATCH -p gpu", "#SBATCH -A proj42", "#SBATCH --cpus-per-task=4", "#SBATCH --mem=8G",
                       "#SBATCH -t 02:00:00", "#SBATCH --exclusive", f"#SBATCH -o {tmp_path}/dask-worker-%J.out"):
         assert directive in lines, script
-    assert lines.index("module load cuda") < next(i for i, l in enumerate(lines) if "dask_worker" in l)
-    worker = next(l for l in lines if "dask_worker" in l)
+    assert lines.index("module load cuda") < next(i for i, line in enumerate(lines) if "dask_worker" in line)
+    worker = next(line for line in lines if "dask_worker" in line)
     assert worker.startswith(f"{sys.executable} -m distributed.cli.dask_worker tcp://")
     assert "--nthreads 2" in worker and "--nworkers 2" in worker
 

@@ -2,14 +2,10 @@
 terminal, one line per stage in a log file (no carriage returns), from the real CLI too."""
 import subprocess
 import sys
-from collections import Counter
 
 import pytest
 import yaml
-from dask.utils import key_split
-from distributed import Client, LocalCluster, get_task_stream
 
-from pipeline.prepare import prepare
 from pipeline.progress import KEPT, STAGES, stage_of_name
 from tests.conftest import REPO, small_config, take_balanced
 
@@ -37,16 +33,11 @@ def _csv(tmp_path, mnist_lines):
     return csv
 
 
-def test_prepare_names_every_task_by_its_stage(tmp_path, mnist_lines):
-    cfg = small_config(_csv(tmp_path, mnist_lines), cluster={"workers": 1})
-    lines = []
-    with LocalCluster(n_workers=1, threads_per_worker=2, processes=False, dashboard_address=":0") as cluster, \
-            Client(cluster) as client, get_task_stream(client) as stream:
-        prepare(cfg, tmp_path / "datasets", client, log=lines.append, show_progress=True)
-    names = Counter(key_split(t["key"]) for t in stream.data)
+def test_prepare_names_every_task_by_its_stage(staged_prepare):
+    names = staged_prepare.task_names
     assert DASK_STAGES <= set(names), names
     assert set(names) <= set(STAGES) | {n for n in names if n.startswith(KEPT)}, names   # nothing else
-    done = [line.split()[1] for line in lines if line.startswith("[progress]")]
+    done = [line.split()[1] for line in staged_prepare.lines if line.startswith("[progress]")]
     assert {"validate", "clean", "split", "augment", "write", "checksums", "report", "report-statistics"} <= set(done)
 
 
