@@ -57,8 +57,8 @@ def main() -> None:
                 for on in ((False, True) if pair % 2 == 0 else (True, False)):
                     telemetry = Telemetry(rank=0, size=2, run_id=f"bench-{pair}", span_dir=Path(tmp) / "trace",
                                           address=f"tcp://127.0.0.1:{port}", steps_total=10**6, epochs=1,
-                                          bytes_per_step=450_068, writer=writer if os.environ.get("BENCH_TB", "1") == "1" else None, learning_rate=lambda: 1e-3,
-                                          enabled=on)
+                                          bytes_per_step=450_068, learning_rate=lambda: 1e-3, enabled=on,
+                                          writer=writer if os.environ.get("BENCH_TB", "1") == "1" else None)
                     if on:
                         time.sleep(2)   # the client connects (off the loop, as in a rank)
                     cpu, wall, n = loop(telemetry, args.seconds, args.step_ms / 1e3)

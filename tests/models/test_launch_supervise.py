@@ -76,7 +76,7 @@ def test_a_plan_written_before_the_settings_moved_still_loads(tmp_path):
 def test_the_job_config_takes_the_training_settings_from_models():
     from pipeline.config import JobConfig, TrainConfig as Reexported
     assert Reexported is TrainConfig and JobConfig().train == TrainConfig()
-    assert (TrainConfig().epochs, TrainConfig().max_restarts, TrainConfig().min_np) == (10, 2, None)
+    assert (TrainConfig().epochs, TrainConfig().max_restarts, TrainConfig().min_np) == (6, 2, None)
 
 
 def test_the_processes_of_a_run_are_its_ranks_not_the_application_that_names_the_plan():

@@ -96,7 +96,7 @@ def test_killed_run_resumes_mid_epoch_to_completion(prepared):
     assert final["epoch"] == 3 and final["global_step"] == 3 * steps
     assert [h["epoch"] for h in metrics["history"]][-1] == 3
     assert 0.5 < metrics["test_accuracy"] <= 1.0
-    assert list((run_dir / "tensorboard").glob("events.out.tfevents.*"))
+    assert list((run_dir / "tensorboard").rglob("events.out.tfevents.*"))     # <run>/tensorboard/<name>/
     # the run's record: summary (printed with its paths) and lineage, like every run of every command
     summary = json.loads((run_dir / "summary.json").read_text())
     assert summary["state"] == "finished" and summary["test_accuracy"] == metrics["test_accuracy"]
