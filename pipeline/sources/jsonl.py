@@ -20,16 +20,22 @@ from pipeline.sources.tables import table_records
 from pipeline.sources.text import LABELLED_META, field_records
 
 
+def _object(line: str) -> dict | None:
+    """The line's JSON object, or None when it is not valid JSON or not an object."""
+    try:
+        obj = json.loads(line)
+    except ValueError:
+        return None
+    return obj if isinstance(obj, dict) else None
+
+
 def parse_jsonl(lines: list[str], f: InputFile, first: int, *, schema: SchemaConfig) -> pd.DataFrame:
     names = list(schema.columns)
     wanted = set(names)
     objects, reason = [], np.full(len(lines), None, dtype=object)
     for i, line in enumerate(lines):
-        try:
-            obj = json.loads(line)
-        except ValueError:
-            obj = None
-        if not isinstance(obj, dict):
+        obj = _object(line)
+        if obj is None:
             reason[i] = "malformed"
         elif set(obj) != wanted:
             reason[i] = "wrong_field_count"
@@ -47,11 +53,8 @@ def parse_text_jsonl(lines: list[str], f: InputFile, first: int, *, cfg: SourceC
     """Text records from the ``source.text_field`` of JSON objects (other keys are ignored)."""
     objects, reason = [], [None] * len(lines)
     for i, line in enumerate(lines):
-        try:
-            obj = json.loads(line)
-        except ValueError:
-            obj = None
-        if not isinstance(obj, dict):
+        obj = _object(line)
+        if obj is None:
             reason[i], obj = "malformed", {}
         objects.append(obj)
     return field_records(pd.DataFrame.from_records(objects) if objects else pd.DataFrame(), cfg, schema,
