@@ -12,7 +12,7 @@ from __future__ import annotations
 import re
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 # models.compression.parse is the reference; this pattern keeps `dcpipe config` free of TensorFlow.
 COMPRESSION_PATTERN = r"^(none|fp16|topk:(0?\.\d*[1-9]\d*|1(\.0*)?)|powersgd:[1-9]\d*)$"
@@ -41,6 +41,19 @@ class TrainConfig(BaseModel):
     logical_shards: int = Field(8, gt=0, description="fixed per run: the sample order depends on the seed and "
                                 "this, not on the world size; a world size that divides it reads each chunk "
                                 "once (raised to np when np is larger)")
+
+    objective: Literal["causal_lm", "masked_lm", "classify"] = Field(
+        "classify", description="classify: labels; causal_lm / masked_lm: pretrain on a packed text store "
+                                "(network lm_transformer)")
+    init_from: str | None = Field(None, description="fine-tune from this finished run's weights (its body); "
+                                                    "null = from scratch")
+
+    @model_validator(mode="after")
+    def _objective_fits_network(self) -> "TrainConfig":
+        if self.objective != "classify" and self.network != "lm_transformer":
+            raise ValueError(f"train.objective: {self.objective} needs train.network: lm_transformer "
+                             f"(got {self.network}); set train.network: lm_transformer")
+        return self
 
     @field_validator("compression")
     @classmethod
