@@ -17,7 +17,7 @@ from pathlib import Path
 
 from models.launch import allocation_hosts
 from pipeline import store
-from pipeline.cluster import dask_client
+from pipeline.cluster import dask_client, release_workers
 from pipeline.config import JobConfig
 from pipeline.errors import UserError
 from pipeline import monitor
@@ -68,20 +68,24 @@ def prepare_only(config: JobConfig | None = None, workdir: str | Path = "dcpipe-
 
 
 def _prepare_in(stack: contextlib.ExitStack, cfg: JobConfig, workdir: str | Path, log, show_progress: bool,
-                marks: dict | None = None, client=None) -> tuple[Prepared, Watch | None]:
+                marks: dict | None = None, client=None, release: bool = False) -> tuple[Prepared, Watch | None]:
     """Prepare (or find) the version; the cluster, when one was needed, stays open in ``stack``
-    and is returned watched. ``marks`` gets the wall-clock ``located``, ``cluster_started`` and
-    ``prepared``."""
+    and is returned watched; with ``release`` the local workers it started are stopped once the
+    version is prepared (training needs the cores; :func:`pipeline.cluster.release_workers`).
+    ``marks`` gets the wall-clock ``located``, ``cluster_started`` and ``prepared``."""
     marks = {} if marks is None else marks
     root = Workdir.open(workdir).datasets
     located = locate(cfg, root, log)
     marks["located"] = time.time()
     watch = None
     if located.cached is None:
+        ours = client is None
         client = client if client is not None else stack.enter_context(dask_client(cfg.cluster, log=log))
         marks["cluster_started"] = time.time()
         watch = Watch(client, tls=cfg.cluster.tls, log=log) if monitor.enabled() else None
         prepared = prepare(cfg, root, client, log=log, show_progress=show_progress, located=located)
+        if release and ours:
+            release_workers(client, log=log)
     else:
         prepared = located.cached
     marks["prepared"] = time.time()
@@ -150,7 +154,8 @@ def run(config: JobConfig | None = None, workdir: str | Path = "dcpipe-work", wo
                 # Dask prepares, and its error, if any, is raised before any rank starts.
                 checked = None if text else pool.submit(check_network, cfg.train.network,
                                                         list(cfg.schema.image_shape), len(cfg.schema.labels), 0)
-                prepared, watch = _prepare_in(stack, cfg, work.path, log, show_progress, started["marks"], client)
+                prepared, watch = _prepare_in(stack, cfg, work.path, log, show_progress, started["marks"], client,
+                                              release=True)
                 if checked is not None:
                     checked.result()
         summary = train(cfg, prepared, work, options, log=log, started=started,

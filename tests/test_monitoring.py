@@ -99,6 +99,11 @@ def test_page_and_metrics_show_both_ranks_while_training(watched):
                      "dcpipe_bytes_sent_per_step", "dcpipe_loss", "dcpipe_steps_total"):
             assert f"{name}{labels}" in metrics, name
     assert "dask_scheduler_workers" in metrics            # Dask's own figures are served too
+    # Prepared, the local workers were let go: the ranks train beside the scheduler alone.
+    workers = [float(line.rsplit(" ", 1)[1]) for line in metrics.splitlines()
+               if line.startswith("dask_scheduler_workers{")]
+    assert workers and sum(workers) == 0, [line for line in metrics.splitlines() if "scheduler_workers" in line]
+    assert any("2 local worker(s) stopped for training" in line for line in lines)
 
 
 def summary_bytes(run_dir) -> int:
