@@ -49,3 +49,18 @@ def corpus_job(path, workers: int = 2, **sections) -> JobConfig:
     for name, fields in sections.items():
         base[name] = {**base.get(name, {}), **fields}
     return JobConfig.model_validate(base)
+
+
+def labelled_lines(per_class: int = 100, seed: int = 1) -> list[str]:
+    """``LABEL<TAB>TEXT`` lines of two classes over the corpus's words: ``low`` documents use words
+    that start with one of the first 7 syllables, ``high`` ones the others (the function words in both)."""
+    rng = random.Random(seed)
+    low = [w for w in WORDS if w[:2] in SYLLABLES[:7]]
+    high = [w for w in WORDS if len(w) == 4 and w[:2] in SYLLABLES[7:]]
+    common = WORDS[-8:]
+    lines = []
+    for _ in range(per_class):
+        for label, words in (("low", low), ("high", high)):
+            text = [rng.choice(words + common) for _ in range(rng.randint(8, 20))]
+            lines.append(f"{label}\t{' '.join(text)}")
+    return lines
