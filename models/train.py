@@ -122,10 +122,10 @@ def _eval_figures(model, ds, split: str, lm_eval, first_row: int) -> dict[str, f
     return {f"{split}_{k}": v for k, v in figures.items()}
 
 
-def _shown(figures: dict, split: str) -> str:
+def _shown(figures: dict, split: str, accuracy: str = "acc") -> str:
     """``val_acc 0.9731`` (a classifier) or ``val_ppl 41.20 val_token_acc 0.2210`` (a language model)."""
     if f"{split}_accuracy" in figures:
-        return f"{split}_acc {figures[f'{split}_accuracy']:.4f}"
+        return f"{split}_{accuracy} {figures[f'{split}_accuracy']:.4f}"
     return (f"{split}_ppl {figures[f'{split}_perplexity']:.2f}  "
             f"{split}_token_acc {figures[f'{split}_token_accuracy']:.4f}")
 
@@ -364,7 +364,7 @@ def train(plan: TrainPlan) -> dict | None:
     with telemetry.span("evaluation"):
         test = _eval_figures(model, evals["test"], "test", lm_eval, first_rows["test"])
     timeline["eval_end"] = time.time()
-    log(f"[train] test_loss {test['test_loss']:.4f}  {_shown(test, 'test')}")
+    log(f"[train] test_loss {test['test_loss']:.4f}  {_shown(test, 'test', 'accuracy')}")
     if rank != 0:
         telemetry.close()
         return None

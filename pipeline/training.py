@@ -165,8 +165,9 @@ def _resumable(workdir: Workdir, prepared: Prepared, resume: bool | str) -> RunD
         raise UserError(f"--resume: {run.path} has no {run.plan.name} (it never started training); "
                         "run without --resume")
     if run.metrics.is_file():
-        acc = json.loads(run.metrics.read_text()).get("test_accuracy")
-        raise UserError(f"--resume: run {run.id} is finished (test_accuracy {acc}); nothing to resume, "
+        metrics = json.loads(run.metrics.read_text())
+        key = "test_accuracy" if metrics.get("test_accuracy") is not None else "test_perplexity"
+        raise UserError(f"--resume: run {run.id} is finished ({key} {metrics.get(key)}); nothing to resume, "
                         "run without --resume for a new run")
     return run
 
