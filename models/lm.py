@@ -14,7 +14,8 @@ the sum over ranks are passed in by :mod:`models.train`, the one module that cal
   count, restored with a checkpoint): every rank and every retry of a step masks the same positions;
 - :func:`evaluate` gives loss, token accuracy and perplexity over all ranks' sequences.
 
-A pretrained model's body starts a fine-tuning run (``train.init_from``) through :func:`load_body`.
+A pretrained model's body starts a fine-tuning run (``train.init_from``) through :func:`init_body`
+(rank 0, before the broadcast).
 
 >>> figures(np.array([6.0, 3.0, 4.0]))["token_accuracy"]
 0.75
@@ -155,3 +156,16 @@ def load_body(path: str, model) -> str:
     source = keras.models.load_model(path, compile=False)
     transformer.transfer_body(source, model)
     return body_digest(source)
+
+
+def init_body(plan, model, resumed: bool, rank: int, log) -> dict | None:
+    """Fine-tuning (``plan.init_model``, a :class:`models.plan.TrainPlan`): rank 0 loads the
+    pretrained body, to be broadcast, unless the run resumed from its own checkpoint. The record of
+    it for ``metrics.json``; None when the run starts from scratch."""
+    if not plan.init_model:
+        return None
+    record = {"run": plan.train.init_from, "model": plan.init_model, "loaded": not resumed}
+    if rank == 0 and record["loaded"]:
+        record["pretrained_body_sha256"] = load_body(plan.init_model, model)
+        log(f"[train] body initialised from {plan.init_model} (train.init_from {plan.train.init_from})")
+    return record

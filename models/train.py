@@ -140,18 +140,6 @@ def _exchange_function(compressor: compression.Compressor):
     return lambda local: [comm.allreduce_mean(g, f"grad_{i}", codec) for i, g in enumerate(local)]
 
 
-def _init_body(plan: TrainPlan, model, position: checkpoint.Position, rank: int, log) -> dict | None:
-    """Fine-tuning (``plan.init_model``): rank 0 loads the pretrained body before the broadcast,
-    unless the run resumes from its own checkpoint. The record of it for ``metrics.json``, else None."""
-    if not plan.init_model:
-        return None
-    record = {"run": plan.train.init_from, "model": plan.init_model, "loaded": not position.global_step}
-    if rank == 0 and record["loaded"]:
-        record["pretrained_body_sha256"] = lm.load_body(plan.init_model, model)
-        log(f"[train] body initialised from {plan.init_model} (train.init_from {plan.train.init_from})")
-    return record
-
-
 def _optimizer(plan: TrainPlan, steps: int, size: int, on_gpu: bool):
     # Horovod: scale the learning rate by the number of ranks, reached after one epoch of warmup,
     # then cosine decay to zero.
@@ -286,7 +274,7 @@ def train(plan: TrainPlan) -> dict | None:
     compressor = compression.parse(plan.compression)
     compressor.build(model.trainable_variables)
     position = _restore(plan, model, optimizer, rank, size, log)
-    initialised = _init_body(plan, model, position, rank, log)
+    initialised = lm.init_body(plan, model, bool(position.global_step), rank, log)   # before the broadcast
     _broadcast_state(model, optimizer)
     if initialised and initialised["loaded"]:   # every rank says which body it starts from, after the broadcast
         print(f"[rank {rank}/{size}] initial body sha256 {lm.body_digest(model)}", flush=True)
