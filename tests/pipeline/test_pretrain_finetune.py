@@ -13,6 +13,7 @@ import yaml
 
 from pipeline import run
 from pipeline.cli import main as cli_main
+from pipeline.cluster import local_client
 from tests.models.helpers import horovodrun
 from tests.pipeline.text_corpus import corpus_job, corpus_lines, labelled_lines
 
@@ -21,23 +22,31 @@ TRAIN = {"network": "lm_transformer", "np": 2, "batch_size": 8, "compression": "
 
 
 @pytest.fixture(scope="module")
-def pretrained(tmp_path_factory):
+def client(tmp_path_factory):
+    """One real LocalCluster of 2 workers for both prepares (the corpus, the labelled set)."""
     horovodrun()                               # skips with the reason when Horovod is missing
+    with local_client(corpus_job(Path("corpus.txt")).cluster, log=lambda *a: None) as client:
+        assert len(client.scheduler_info()["workers"]) == 2
+        yield client
+
+
+@pytest.fixture(scope="module")
+def pretrained(tmp_path_factory, client):
     tmp = tmp_path_factory.mktemp("pretrain")
     lines, _ = corpus_lines()
     (tmp / "corpus.txt").write_text("\n".join(lines) + "\n")
     cfg = corpus_job(tmp / "corpus.txt", train={**TRAIN, "objective": "causal_lm", "epochs": 4,
                                                 "learning_rate": 2e-3})
-    summary = run(cfg, workdir=tmp / "work", show_progress=False, log=lambda *a: None)
+    summary = run(cfg, workdir=tmp / "work", show_progress=False, log=lambda *a: None, client=client)
     return tmp, summary
 
 
 @pytest.fixture(scope="module")
-def fine_tuned(pretrained):
+def fine_tuned(pretrained, client):
     tmp, pre = pretrained
     (tmp / "labelled.tsv").write_text("\n".join(labelled_lines(per_class=60)) + "\n")
     cfg = fine_tune_job(tmp, pre, init_from=pre["run_id"])
-    summary = run(cfg, workdir=tmp / "work", show_progress=False, log=lambda *a: None)
+    summary = run(cfg, workdir=tmp / "work", show_progress=False, log=lambda *a: None, client=client)
     return tmp, summary
 
 
@@ -49,7 +58,7 @@ def fine_tune_job(tmp: Path, pre: dict, **train):
         split={"train": 0.7, "val": 0.15, "test": 0.15},
         features={"groups": [{"kind": "subword", "name": "tokens", "columns": ["text"], "length": 32,
                               "tokenizer_file": str(Path(pre["dataset_path"]) / "tokenizer.json")}]},
-        train={**TRAIN, "objective": "classify", "epochs": 3, **train})
+        train={**TRAIN, "objective": "classify", "epochs": 6, "learning_rate": 1.5e-3, **train})
 
 
 def test_pretraining_reports_perplexity_below_a_uniform_guess(pretrained):
@@ -107,7 +116,8 @@ def test_lineage_and_runs_show_name_the_pretraining_run(pretrained, fine_tuned, 
     assert "val_perplexity" in shown and "test_perplexity" in shown and "bundle_note" in shown
 
 
-def test_a_bad_init_from_is_one_line_before_any_run_starts(pretrained, fine_tuned, capsys):
+def test_a_bad_init_from_is_one_line_before_any_run_starts(pretrained, fine_tuned, capsys, monkeypatch):
+    monkeypatch.setenv("DCPIPE_MONITOR", "0")          # no scheduler for a run refused before it starts
     tmp, pre = pretrained
     _, summary = fine_tuned
     runs = sorted((tmp / "work" / "runs").iterdir())
