@@ -379,7 +379,9 @@ class JobConfig(_Section):
     @model_validator(mode="after")
     def _space_values_fit(self) -> "JobConfig":
         from pipeline.tune.space import check_values
-        if "tune" in self.model_fields_set:
+        # The default space is for image classifiers (it tries train.network: cnn, mlp): it is checked
+        # when a study starts (pipeline.tune.search), so a language-model config stays valid.
+        if "tune" in self.model_fields_set and self.tune.space != _default_space():
             check_values(self, self.tune.space)
         return self
 

@@ -24,7 +24,7 @@ from pipeline.config import JobConfig, parse_config
 from pipeline.errors import UserError
 from pipeline.prepare import Prepared, locate, prepare
 from pipeline.tune import study as studies
-from pipeline.tune.space import merge, parse_space, suggest
+from pipeline.tune.space import check_values, merge, parse_space, suggest
 from pipeline.tune.trials import TrialSpec, run_trial
 from pipeline.workdir import Workdir
 
@@ -89,6 +89,10 @@ class Driver:
     def __init__(self, cfg: JobConfig, work: Workdir, name: str, target: int, log=print):
         self.cfg, self.work, self.name, self.target, self.log = cfg, work, name, target, log
         self.folder = studies.folder_of(work.path, name)
+        try:
+            check_values(cfg, cfg.tune.space)     # the default space too (JobConfig checks only a given one)
+        except ValueError as exc:
+            raise UserError(str(exc)) from None
         self.space = parse_space(cfg.tune.space, cfg.tune.prepare)
         self.pending: dict = {}            # future -> (trial, started)
         self.cache: dict = {}

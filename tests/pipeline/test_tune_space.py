@@ -110,3 +110,17 @@ def test_tune_section_errors_are_one_line_naming_the_key(tune, message):
     with pytest.raises(UserError, match=message) as err:
         parse_config({"tune": tune}, origin="c.yaml")
     assert "\n" not in str(err.value)
+
+
+def test_a_language_model_config_round_trips_and_the_default_space_is_refused_when_a_study_starts(tmp_path):
+    """The default space tries train.network: cnn; a causal_lm config stays valid through overrides
+    (a to_dict round trip), and `dcpipe tune` says in one line why that space does not fit it."""
+    from pipeline.tune.search import Driver
+    from pipeline.workdir import Workdir
+
+    cfg = parse_config({"train": {"network": "lm_transformer", "objective": "causal_lm"}}, origin="lm.yaml")
+    again = JobConfig.model_validate(cfg.to_dict())
+    assert again.train.objective == "causal_lm"
+    with pytest.raises(UserError, match=r"tune\.space: train\.network: 'cnn' is not a valid value") as info:
+        Driver(again, Workdir.open(tmp_path), "s", 1)
+    assert "\n" not in str(info.value)
