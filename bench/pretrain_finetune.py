@@ -4,8 +4,10 @@
 
 The corpus is Debian's ``fortunes`` package (``/usr/share/games/fortunes/``, records separated by
 lines holding ``%``; nothing is downloaded). Labels are the fortune files of ``--classes``; for
-each class ``--per-class`` records are the labelled training set and ``--test-per-class`` more the
-held-out set. The pretraining corpus is every fortune file's records except those held out (so no
+each class ``--per-class`` + ``--test-per-class`` records make the labelled set, which dcpipe splits
+into test (``--test-per-class`` a class on average), val (10%) and train (the rest: with the
+defaults 680 train, 120 val, 400 test); the held-out set is the ``--test-per-class`` records picked
+last. The pretraining corpus is every fortune file's records except those held out (so no
 test text is ever seen, labelled or not). Three runs, each a real LocalCluster prepare and a real
 ``horovodrun -np 2``:
 
