@@ -4,10 +4,11 @@
 
 The corpus is Debian's ``fortunes`` package (``/usr/share/games/fortunes/``, records separated by
 lines holding ``%``; nothing is downloaded). Labels are the fortune files of ``--classes``; for
-each class ``--per-class`` records are the labelled training set and ``--test-per-class`` more the
-held-out set. The pretraining corpus is every fortune file's records except those held out (so no
-test text is ever seen, labelled or not). Three runs, each a real LocalCluster prepare and a real
-``horovodrun -np 2``:
+each class ``--per-class`` + ``--test-per-class`` records make the labelled set, which dcpipe splits
+into test (``--test-per-class`` a class on average), val (10%) and train (the rest: with the
+defaults 680 train, 120 val, 400 test). The pretraining corpus is every fortune file's records
+except the labelled set's (so no test text is seen in pretraining, and no fine-tuning text
+either). Three runs, each a real LocalCluster prepare and a real ``horovodrun -np 2``:
 
 1. ``causal_lm`` pretraining of ``lm_transformer`` on the packed corpus (``--length`` tokens);
 2. fine-tuning (``objective: classify``, ``init_from`` the run of 1) on the labelled set encoded
@@ -40,14 +41,14 @@ def records(name: str) -> list[str]:
 
 
 def write_sets(folder: Path, classes: list[str], per_class: int, test_per_class: int, seed: int = 0) -> dict:
-    """corpus.txt (unlabelled, held-out records left out) and labelled.tsv; counts."""
+    """corpus.txt (unlabelled, the labelled set's records left out) and labelled.tsv; counts."""
     rng = random.Random(seed)
     labelled, held_out = [], set()
     for label in classes:
         recs = sorted(set(records(label)))
         rng.shuffle(recs)
         picked = recs[:per_class + test_per_class]
-        held_out.update(picked[per_class:])
+        held_out.update(picked)
         labelled += [f"{label}\t{r}" for r in picked]
     corpus = [r for f in sorted(p.name for p in FORTUNES.iterdir() if "." not in p.name and p.is_file())
               for r in records(f) if r not in held_out]
