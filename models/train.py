@@ -136,7 +136,8 @@ def _exchange_function(compressor: compression.Compressor):
     if compressor.horovod_codec is None:
         return lambda local: compressor.exchange(local, comm)
     codec = HOROVOD_CODECS[compressor.horovod_codec]
-    # Horovod: average each gradient over ranks with Horovod's codec on the wire.
+    # Horovod: average each gradient over ranks with Horovod's codec on the wire, as
+    # DistributedGradientTape does.
     return lambda local: [comm.allreduce_mean(g, f"grad_{i}", codec) for i, g in enumerate(local)]
 
 
@@ -154,7 +155,7 @@ def _optimizer(plan: TrainPlan, steps: int, size: int, on_gpu: bool):
 
 def _step_function(model, optimizer, compressor: compression.Compressor):
     loss_fn = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
-    comm = HorovodCollectives()
+    exchange = _exchange_function(compressor)
     variables = model.trainable_variables
 
     @tf.function
@@ -168,13 +169,7 @@ def _step_function(model, optimizer, compressor: compression.Compressor):
         local = [_dense(g) for g in tape.gradient(scaled, [v.value for v in variables])]
         with tf.control_dependencies(local):
             computed = tf.timestamp()      # the last local gradient is ready
-        if compressor.horovod_codec is not None:
-            # Horovod: average each gradient over ranks with Horovod's codec on the wire, as
-            # DistributedGradientTape does (done here so that the exchange can be timed).
-            codec = HOROVOD_CODECS[compressor.horovod_codec]
-            grads = [comm.allreduce_mean(g, f"grad_{i}", codec) for i, g in enumerate(local)]
-        else:
-            grads = compressor.exchange(local, comm)
+        grads = exchange(local)            # written out, not DistributedGradientTape, so it can be timed
         with tf.control_dependencies(grads):
             exchanged = tf.timestamp()     # every averaged gradient is back
         with tf.control_dependencies([exchanged]):
