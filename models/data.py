@@ -14,6 +14,11 @@ chunks concurrently without the GIL: ~1 ms a 1 MB chunk here where zarr-python s
 of it Python on its one event-loop thread (bench/RESULTS-6.md). Attributes and labels come through
 zarr-python.
 
+The second element of a batch is ``y_var``: ``label`` (one int per sample, read once into memory),
+or a per-position variable such as a packed text store's ``segment`` (document ids over (sample,
+position), :mod:`pipeline.packing`), read window by window with TensorStore like the input, so
+language-model pretraining shares this loader's sharding, shuffling and resumable position.
+
 Batches travel as stored (e.g. uint8 pixels, a quarter of float32's bytes, in every buffer and on
 the way to a GPU) and are decoded where they are used: :meth:`ZarrLoader.decode` applies the CF
 ``scale_factor``/``add_offset`` the store wrote, inside the training step's graph, and gives the same
@@ -50,10 +55,12 @@ class LoaderSpec:
     rank: int = 0
     world: int = 1
     x_var: str = "image"             # the input variable (e.g. "tokens" for a text dataset)
+    y_var: str = "label"             # the second element: "label", or "segment" (a packed text store)
 
     @classmethod
     def from_train(cls, train: TrainConfig, **facts) -> "LoaderSpec":
-        """The spec with ``train``'s loader settings; ``facts`` are store, split_range, seed, rank, world, x_var."""
+        """The spec with ``train``'s loader settings; ``facts`` are store, split_range, seed, rank, world,
+        x_var, y_var."""
         return cls(batch_size=train.batch_size, shuffle_buffer=train.shuffle_buffer, read_threads=train.read_threads,
                    logical_shards=train.logical_shards, **facts)
 
@@ -86,15 +93,20 @@ def cf_decoder(array: zarr.Array):
 
 
 class ZarrLoader:
-    """Batches of ``(x, label)`` for one rank; every rank gets the same number per epoch."""
+    """Batches of ``(x, y)`` for one rank (``y``: ``spec.y_var``, the label by default); every rank
+    gets the same number per epoch."""
 
     def __init__(self, spec: LoaderSpec):
         self.spec = spec
         group = zarr.open_group(spec.store, mode="r")
         self._x = group[spec.x_var]
-        # The split's labels (2 bytes a sample) are read once: a Zarr read costs ~1 ms whatever its size.
         lo, hi = spec.split_range
-        self._labels = group["label"][lo:hi].astype(np.int32)
+        self._y = group[spec.y_var]
+        if self._y.ndim == 1:
+            # The split's labels (2 bytes a sample) are read once: a Zarr read costs ~1 ms whatever its size.
+            self._labels, self._y_reader = self._y[lo:hi].astype(np.int32), None
+        else:   # per position (segment): as big as the input, so read with it, window by window
+            self._labels, self._y_reader = None, open_reader(spec.store, spec.y_var)
         self._reader = open_reader(spec.store, spec.x_var)
         self.decode = cf_decoder(self._x)   # stored batch -> model input, inside the step's graph
         self.chunk_rows = int(self._x.chunks[0])
@@ -109,8 +121,9 @@ class ZarrLoader:
     @property
     def element_spec(self) -> tuple[tf.TensorSpec, tf.TensorSpec]:
         """Batches as stored, from :meth:`window`, :meth:`batches` and :meth:`stream` alike."""
-        shape = (self.spec.batch_size, *self._x.shape[1:])
-        return (tf.TensorSpec(shape, tf.as_dtype(self._x.dtype)), tf.TensorSpec((self.spec.batch_size,), tf.int32))
+        b = self.spec.batch_size
+        return (tf.TensorSpec((b, *self._x.shape[1:]), tf.as_dtype(self._x.dtype)),
+                tf.TensorSpec((b, *self._y.shape[1:]), tf.int32))
 
     def _read_windows(self, epoch: int, windows: list[tuple[int, int]]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Windows ``(shard, index)`` of ``epoch`` read at once, side by side (spans that touch are
@@ -122,8 +135,12 @@ class ZarrLoader:
         merged = sharding.merge_spans(spans)
         parts = [p for lo, hi in merged for p in sharding.slice_pieces(sequence, lo, hi)]
         reads = [self._reader[p.start:p.stop].read() for p in parts]     # all issued before any is awaited
+        y_reads = [self._y_reader[p.start:p.stop].read() for p in parts] if self._y_reader is not None else None
         lo = spec.split_range[0]
-        labels = np.concatenate([self._labels[p.start - lo:p.stop - lo] for p in parts])
+        if y_reads is None:
+            labels = np.concatenate([self._labels[p.start - lo:p.stop - lo] for p in parts])
+        else:
+            labels = np.concatenate([r.result() for r in y_reads]).astype(np.int32, copy=False)
         starts = [a for a, _ in merged]
         offsets = np.cumsum([0] + [b - a for a, b in merged]).tolist()
 
@@ -139,7 +156,7 @@ class ZarrLoader:
         batch_size, ...)`` arrays."""
         xs, labels, (rows,) = self._read_windows(epoch, [(shard, index)])
         b = self.spec.batch_size
-        return np.take(xs, rows, axis=0).reshape(-1, b, *xs.shape[1:]), labels[rows].reshape(-1, b)
+        return np.take(xs, rows, axis=0).reshape(-1, b, *xs.shape[1:]), labels[rows].reshape(-1, b, *labels.shape[1:])
 
     def read_round(self, epoch: int, index: int, batches: list[int]) -> tuple[np.ndarray, np.ndarray]:
         """The global ``batches`` of round ``index`` (:func:`models.sharding.rank_rounds`), in that
@@ -150,7 +167,7 @@ class ZarrLoader:
         xs, labels, rows = self._read_windows(epoch, [(k, index) for k in shards])
         of = dict(zip(shards, rows))
         take = np.concatenate([of[k][o * b:(o + 1) * b] for k, _, o in map(layout.window_of, batches)])
-        return np.take(xs, take, axis=0).reshape(-1, b, *xs.shape[1:]), labels[take].reshape(-1, b)
+        return np.take(xs, take, axis=0).reshape(-1, b, *xs.shape[1:]), labels[take].reshape(-1, b, *labels.shape[1:])
 
     def rounds(self, epoch: int, consumed: int = 0) -> list[tuple[int, list[int]]]:
         """:func:`models.sharding.rank_rounds` of this rank for the rest of ``epoch``."""
@@ -204,13 +221,13 @@ def eval_range(split_range: tuple[int, int], rank: int, world: int) -> tuple[int
 
 
 def eval_dataset(store: str, split_range: tuple[int, int], rank: int, world: int,
-                 batch_size: int = 256, x_var: str = "image") -> tf.data.Dataset:
+                 batch_size: int = 256, x_var: str = "image", y_var: str = "label") -> tf.data.Dataset:
     """All of the rank's evaluation rows, in order and decoded (uneven across ranks is fine: no
     collectives). The split stays in memory as stored (uint8: a quarter of float32), decoded a batch
     at a time."""
     start, stop = eval_range(split_range, rank, world)
     group = zarr.open_group(store, mode="r")
     decode = cf_decoder(group[x_var])
-    xs, labels = group[x_var][start:stop], group["label"][start:stop].astype(np.int32)
+    xs, labels = group[x_var][start:stop], group[y_var][start:stop].astype(np.int32)
     return (tf.data.Dataset.from_tensor_slices((xs, labels)).batch(batch_size)
             .map(lambda x, y: (decode(x), y), num_parallel_calls=tf.data.AUTOTUNE).prefetch(tf.data.AUTOTUNE))

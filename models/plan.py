@@ -43,6 +43,9 @@ class TrainPlan:
     vocab_size: int = 0             # token ids are below it (text); 0 for images
     # The dataset's feature transform, exported with the model: raw record -> model input.
     transform: dict = field(default_factory=dict)
+    # ``train.init_from`` resolved before any rank starts: the pretrained run's model.keras, whose
+    # body rank 0 loads before the broadcast (fine-tuning); None = from scratch.
+    init_model: str | None = None
 
     # Read-only views of the settings, so a rank writes ``plan.epochs``; the values live in ``train``.
     network, epochs, batch_size, learning_rate = map(_setting, ("network", "epochs", "batch_size", "learning_rate"))

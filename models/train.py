@@ -20,7 +20,7 @@ import keras  # noqa: E402
 import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
-from models import checkpoint, compression, data, export, networks  # noqa: E402
+from models import checkpoint, compression, data, export, lm, networks  # noqa: E402
 from models.telemetry import Telemetry, hparams  # noqa: E402
 from models.launch import RESTARTS_ENV, SUPERVISOR_HOST_ENV, SUPERVISOR_PID_ENV  # noqa: E402
 from models.supervise import process_alive  # noqa: E402
@@ -29,6 +29,9 @@ from models.rundir import RunDir, atomic_path, atomic_write_text  # noqa: E402
 
 #: exit code of a rank whose supervisor is gone
 ORPHANED = 70
+#: the epoch figures written to TensorBoard, those of the record that has them
+EPOCH_SCALARS = ("train_loss", "train_accuracy", "val_loss", "val_accuracy", "train_token_accuracy",
+                 "val_token_accuracy", "train_perplexity", "val_perplexity", "data_wait_ms_per_step")
 
 
 def watch_supervisor(environ=os.environ, interval: float = 0.5, exit=os._exit) -> threading.Thread | None:
@@ -92,6 +95,49 @@ def _evaluate(model, ds) -> tuple[float, float]:
     # Horovod: sum loss, hits and counts over ranks.
     loss, hits, count = hvd.allreduce(tf.constant(totals), op=hvd.Sum, name="eval_totals").numpy()
     return loss / max(count, 1), hits / max(count, 1)
+
+
+def _sum_over_ranks(values: np.ndarray, name: str) -> np.ndarray:
+    """``values`` (e.g. a loss sum, hits, a count) summed over ranks."""
+    # Horovod: sum over ranks.
+    return hvd.allreduce(tf.constant(values), op=hvd.Sum, name=name).numpy()
+
+
+def _train_figures(totals: np.ndarray, lm_step: lm.LMStep | None) -> dict[str, float]:
+    """The epoch's training figures over all ranks: loss and accuracy (a classifier, from the loop's
+    ``totals``), or loss, token accuracy and perplexity (a language model, from its step's sums)."""
+    if lm_step is not None:
+        return {f"train_{k}": v for k, v in lm.figures(_sum_over_ranks(lm_step.take_sums(), "train_totals")).items()}
+    loss_sum, hits, count = _sum_over_ranks(totals, "train_totals")
+    return {"train_loss": loss_sum / max(count, 1), "train_accuracy": hits / max(count, 1)}
+
+
+def _eval_figures(model, ds, split: str, lm_eval, first_row: int) -> dict[str, float]:
+    """``<split>_loss`` and ``<split>_accuracy`` (a classifier) or ``<split>_loss``,
+    ``<split>_token_accuracy`` and ``<split>_perplexity`` (a language model), over all ranks."""
+    if lm_eval is None:
+        loss, accuracy = _evaluate(model, ds)
+        return {f"{split}_loss": loss, f"{split}_accuracy": accuracy}
+    figures = lm.evaluate(lm_eval, ds, first_row, _sum_over_ranks, f"{split}_totals")
+    return {f"{split}_{k}": v for k, v in figures.items()}
+
+
+def _shown(figures: dict, split: str, accuracy: str = "acc") -> str:
+    """``val_acc 0.9731`` (a classifier) or ``val_ppl 41.20 val_token_acc 0.2210`` (a language model)."""
+    if f"{split}_accuracy" in figures:
+        return f"{split}_{accuracy} {figures[f'{split}_accuracy']:.4f}"
+    return (f"{split}_ppl {figures[f'{split}_perplexity']:.2f}  "
+            f"{split}_token_acc {figures[f'{split}_token_accuracy']:.4f}")
+
+
+def _exchange_function(compressor: compression.Compressor):
+    """local gradients -> gradients averaged over ranks, as :func:`_step_function` exchanges them."""
+    comm = HorovodCollectives()
+    if compressor.horovod_codec is None:
+        return lambda local: compressor.exchange(local, comm)
+    codec = HOROVOD_CODECS[compressor.horovod_codec]
+    # Horovod: average each gradient over ranks with Horovod's codec on the wire.
+    return lambda local: [comm.allreduce_mean(g, f"grad_{i}", codec) for i, g in enumerate(local)]
 
 
 def _optimizer(plan: TrainPlan, steps: int, size: int, on_gpu: bool):
@@ -207,24 +253,34 @@ def train(plan: TrainPlan) -> dict | None:
     run_dir = run.path
     log = (lambda *a: print(*a, flush=True)) if rank == 0 else (lambda *a: None)
 
+    objective = plan.train.objective
+    pretraining = lm.is_lm(objective)
+    y_var = "segment" if pretraining else "label"     # a language model reads the packed documents' ids
     loader = data.ZarrLoader(data.LoaderSpec.from_train(
         plan.train, store=plan.store, split_range=tuple(plan.ranges["train"]), seed=plan.seed, rank=rank,
-        world=size, x_var=plan.x_var))
+        world=size, x_var=plan.x_var, y_var=y_var))
     steps = loader.steps_per_epoch
     if steps == 0:
         raise SystemExit(f"train split too small: {plan.ranges['train']} gives fewer than batch "
                          f"{plan.batch_size} samples per rank; lower train.batch_size or --np")
-    val_ds = data.eval_dataset(plan.store, tuple(plan.ranges["val"]), rank, size, x_var=plan.x_var)
-    test_ds = data.eval_dataset(plan.store, tuple(plan.ranges["test"]), rank, size, x_var=plan.x_var)
+    evals = {split: data.eval_dataset(plan.store, tuple(plan.ranges[split]), rank, size, batch_size=lm.EVAL_BATCH,
+                                      x_var=plan.x_var, y_var=y_var) for split in ("val", "test")}
+    first_rows = {split: data.eval_range(tuple(plan.ranges[split]), rank, size)[0] for split in evals}
 
-    model = networks.build(plan.network, tuple(plan.input_shape), plan.n_classes, vocab_size=plan.vocab_size)
+    model = (lm.build(objective, plan.input_shape, plan.vocab_size) if pretraining else
+             networks.build(plan.network, tuple(plan.input_shape), plan.n_classes, vocab_size=plan.vocab_size))
     optimizer = _optimizer(plan, steps, size, on_gpu)
     optimizer.build(model.trainable_variables)
     compressor = compression.parse(plan.compression)
     compressor.build(model.trainable_variables)
     position = _restore(plan, model, optimizer, rank, size, log)
+    initialised = lm.init_body(plan, model, bool(position.global_step), rank, log)   # before the broadcast
     _broadcast_state(model, optimizer)
-    step = iterator_step(_step_function(model, optimizer, compressor), loader.decode)
+    if initialised and initialised["loaded"]:   # every rank says which body it starts from, after the broadcast
+        print(f"[rank {rank}/{size}] initial body sha256 {lm.body_digest(model)}", flush=True)
+    lm_step = lm.LMStep(model, optimizer, _exchange_function(compressor), objective, plan.seed) if pretraining else None
+    lm_eval = lm.eval_function(model, objective, plan.seed) if pretraining else None
+    step = iterator_step(lm_step or _step_function(model, optimizer, compressor), loader.decode)
     shapes = [tuple(v.shape) for v in model.trainable_variables]
     bytes_per_step = compressor.bytes_per_step(shapes)
     # A readable TensorBoard run name: <run id>/tensorboard/<network>-<compression>-<N>ranks.
@@ -265,20 +321,20 @@ def train(plan: TrainPlan) -> dict | None:
                     checkpoint.save(run_dir, model, optimizer,
                                     checkpoint.Position(epoch, consumed + (s + 1) * size, global_step))
         steps_seconds = time.perf_counter() - t0
-        # Horovod: sum the epoch's training loss, hits and counts over ranks.
-        loss_sum, hits, count = hvd.allreduce(tf.constant(totals), op=hvd.Sum, name="train_totals").numpy()
+        figures = _train_figures(totals, lm_step)     # summed over ranks
         with telemetry.span("validation"):
-            val_loss, val_acc = _evaluate(model, val_ds)
+            figures |= _eval_figures(model, evals["val"], "val", lm_eval, first_rows["val"])
         seconds = time.perf_counter() - t0
-        record = {"epoch": epoch + 1, "train_loss": loss_sum / max(count, 1), "train_accuracy": hits / max(count, 1),
-                  "val_loss": val_loss, "val_accuracy": val_acc, "seconds": seconds, "steps": len(waits),
+        record = {"epoch": epoch + 1, **figures, "seconds": seconds, "steps": len(waits),
                   "steps_seconds": steps_seconds,
                   "data_wait_seconds": float(np.sum(waits)),
                   "data_wait_ms_per_step": 1e3 * float(np.mean(waits)) if waits else 0.0}
         history.append(record)
-        telemetry.epoch_end(record)
-        log(f"[train] epoch {epoch + 1}/{plan.epochs}  loss {record['train_loss']:.4f}  val_loss {val_loss:.4f}  "
-            f"val_acc {val_acc:.4f}  {seconds:.1f}s (data wait {record['data_wait_ms_per_step']:.2f} ms/step)")
+        # the live monitor's accuracy column: a language model's is its validation token accuracy
+        telemetry.epoch_end({"val_accuracy": record.get("val_token_accuracy"), **record})
+        log(f"[train] epoch {epoch + 1}/{plan.epochs}  loss {record['train_loss']:.4f}  val_loss "
+            f"{record['val_loss']:.4f}  {_shown(record, 'val')}  {seconds:.1f}s (data wait "
+            f"{record['data_wait_ms_per_step']:.2f} ms/step)")
         if rank == 0:
             # Horovod: only rank 0 writes checkpoints and TensorBoard events.
             # History first: a resume keeps only the records of the epochs its checkpoint finished.
@@ -286,7 +342,7 @@ def train(plan: TrainPlan) -> dict | None:
             with telemetry.span("checkpoint"):
                 checkpoint.save(run_dir, model, optimizer, checkpoint.Position(epoch + 1, 0, global_step))
             with writer.as_default(step=epoch + 1):
-                for key in ("train_loss", "train_accuracy", "val_loss", "val_accuracy", "data_wait_ms_per_step"):
+                for key in [k for k in EPOCH_SCALARS if k in record]:
                     tf.summary.scalar(key, record[key])
             writer.flush()
     loader.close()
@@ -294,25 +350,32 @@ def train(plan: TrainPlan) -> dict | None:
     timeline["train_end"] = time.time()
     telemetry.phase("evaluation")
     with telemetry.span("evaluation"):
-        test_loss, test_acc = _evaluate(model, test_ds)
+        test = _eval_figures(model, evals["test"], "test", lm_eval, first_rows["test"])
     timeline["eval_end"] = time.time()
-    log(f"[train] test_loss {test_loss:.4f}  test_accuracy {test_acc:.4f}")
+    log(f"[train] test_loss {test['test_loss']:.4f}  {_shown(test, 'test', 'accuracy')}")
     if rank != 0:
         telemetry.close()
         return None
     telemetry.phase("export")
     with telemetry.span("export"), atomic_path(run.model) as path:
         model.save(path)
-    with telemetry.span("export"), atomic_path(run.bundle) as path:     # the one SavedModel export: bundle/model
-        export.write_bundle(model, plan, path)
+    bundle, bundle_note = str(run.bundle), None
+    if pretraining:
+        bundle, bundle_note = None, (f"no serving bundle: a {objective} pretraining run predicts tokens, not the "
+                                     "dataset's labels; fine-tune it (train.init_from) and serve that run")
+    else:
+        with telemetry.span("export"), atomic_path(run.bundle) as path:  # the one SavedModel export: bundle/model
+            export.write_bundle(model, plan, path)
     timeline["export_end"] = time.time()
     telemetry.close()
     metrics = {"world_size": size, "compression": plan.compression, "device": "GPU" if on_gpu else "CPU",
                "network": plan.network, "steps_per_epoch": steps, "global_batch": plan.batch_size * size,
                "bytes_per_step": bytes_per_step, "resumed_from_step": position.global_step,
                "logical_shards": plan.logical_shards, "restarts": json.loads(os.environ.get(RESTARTS_ENV, "[]")),
-               "test_loss": test_loss, "test_accuracy": test_acc, "train_seconds": train_seconds,
-               "bundle": str(run.bundle), "history": history, "timeline": timeline}
+               "objective": objective, "init_from": initialised,
+               "test_accuracy": None, **test,          # test_accuracy: a classifier's only (None for a language model)
+               "train_seconds": train_seconds, "bundle": bundle, "bundle_note": bundle_note,
+               "history": history, "timeline": timeline}
     atomic_write_text(run.metrics, json.dumps(metrics, indent=2) + "\n")
     return metrics
 

@@ -26,6 +26,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from pipeline.config import JobConfig
+from pipeline.errors import UserError
 
 
 @dataclass(frozen=True, eq=False)
@@ -49,7 +50,7 @@ class RunResult(Mapping):
     wall_seconds: float | None
     run_dir: Path
     dataset_path: Path
-    bundle: Path
+    bundle: Path | None              # None for a language-model pretraining run (summary's bundle_note)
     tensorboard: Path
     report: Path
     history_plot: Path | None
@@ -62,7 +63,7 @@ class RunResult(Mapping):
         plot = summary.get("history_plot")
         rest = [k for k in cls.__dataclass_fields__ if k not in (*paths, "history_plot", "summary")]
         return cls(**{k: summary.get(k) for k in rest},
-                   **{k: Path(summary[k]) for k in paths},
+                   **{k: Path(summary[k]) if summary.get(k) else None for k in paths},
                    history_plot=Path(plot) if plot and plot != "None" else None, summary=dict(summary))
 
     def open_dataset(self):
@@ -74,6 +75,8 @@ class RunResult(Mapping):
     def load_bundle(self):
         """The exported serving bundle: ``bundle.predict(records)`` gives labels (``models.export``)."""
         from models.export import load_bundle
+        if self.bundle is None:
+            raise UserError(f"run {self.run_id}: {self.summary.get('bundle_note') or 'no serving bundle'}")
         return load_bundle(self.bundle)
 
     # the summary's fields by key, as the dict that pipeline.job.run returns

@@ -29,15 +29,18 @@ from pipeline.workdir import Workdir
 SUMMARY_KEYS = ("run_id", "state", "dataset_version", "n_train", "n_val", "n_test", "n_quarantined",
                 "network", "world_size", "compression", "test_accuracy", "prepare_seconds", "train_seconds",
                 "wall_seconds", "bundle", "tensorboard", "report")
+#: shown only when the run has them: a language model's figures, the note of a skipped bundle, its start
+OPTIONAL_KEYS = ("test_perplexity", "test_token_accuracy", "bundle_note", "init_from")
 
 
 def format_summary(summary: dict) -> str:
     """The summary as a two-column table."""
-    width = max(len(k) for k in SUMMARY_KEYS)
+    keys = [*SUMMARY_KEYS, *(k for k in OPTIONAL_KEYS if summary.get(k) is not None)]
+    width = max(len(k) for k in keys)
     shown = (f"{v:.4f}" if isinstance(v, float) and "accuracy" in k else
-             f"{v:.1f}" if isinstance(v, float) else str(v) for k, v in
-             ((k, summary.get(k)) for k in SUMMARY_KEYS))
-    return "\n".join(f"  {k:<{width}}  {v}" for k, v in zip(SUMMARY_KEYS, shown))
+             f"{v:.1f}" if isinstance(v, float) else v["run_id"] if k == "init_from" else str(v) for k, v in
+             ((k, summary.get(k)) for k in keys))
+    return "\n".join(f"  {k:<{width}}  {v}" for k, v in zip(keys, shown))
 
 
 def _resolve(config: JobConfig | None, workers: int | None = None, np: int | None = None,

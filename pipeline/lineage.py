@@ -1,7 +1,9 @@
 """Lineage: which data made a model. Each run records it in ``runs/<id>/lineage.json``.
 
 ``trace`` follows the chain model -> run -> dataset version -> config -> source files, checking on
-the way that the model file and the dataset manifest are still the bytes the run recorded.
+the way that the model file and the dataset manifest are still the bytes the run recorded. A
+fine-tuned run (``train.init_from``) also names the pretraining run it started from and that run's
+dataset version (``init_from``; that run's own ``lineage.json`` goes on from there).
 """
 from __future__ import annotations
 
@@ -35,6 +37,7 @@ def record_run(run_dir: Path, ref: DatasetRef, summary: dict) -> Path:
                     "path": str(ref.path), "manifest_sha256": _sha256(ref.path / MANIFEST)},
         "config": {"path": str(run_dir / "config.yaml"), "sha256": _sha256(run_dir / "config.yaml")},
         "code": {"pipeline_sha256": provenance.code_hash(), "git_commit": provenance.git_commit()},
+        "init_from": summary.get("init_from"),     # pipeline.pretrained.record, or None (from scratch)
     }
     return atomic_write_text(run_dir / LINEAGE, json.dumps(record, indent=2) + "\n")
 
@@ -114,6 +117,10 @@ def format_trace(t: Trace) -> list[str]:
              f"{s.get('world_size')}  compression {s.get('compression')}",
              f"dataset  {r['dataset']['ref']}  {r['dataset']['path']}  manifest sha256 "
              f"{sha(r['dataset'].get('manifest_sha256'))}"]
+    init = r.get("init_from")
+    if init:
+        lines.append(f"init     {init['run_id']}  {init.get('objective')} on {init.get('dataset_version')}  "
+                     f"test_perplexity {init.get('test_perplexity')}  lineage {init.get('lineage')}")
     if m is not None:
         counts = m.get("counts") or {k: m.get(f"n_{k}") for k in ("train", "val", "test")}
         lines.append(f"         created {m.get('created')}  parent {m.get('parent_version')}  "

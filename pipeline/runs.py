@@ -57,9 +57,10 @@ def list_lines(workdir: Workdir) -> list[str]:
     return table([row(r) for r in runs])
 
 
-SHOWN = ("dataset_version", "dataset_path", "network", "world_size", "compression", "epochs", "device",
-         "test_accuracy", "test_loss", "restarts", "prepare_seconds", "train_seconds", "wall_seconds",
-         "started", "finished", "error", "bundle", "tensorboard", "report", "lineage")
+SHOWN = ("dataset_version", "dataset_path", "network", "objective", "world_size", "compression", "epochs", "device",
+         "test_accuracy", "test_loss", "test_perplexity", "test_token_accuracy", "restarts", "prepare_seconds",
+         "train_seconds", "wall_seconds", "started", "finished", "error", "bundle", "bundle_note", "tensorboard",
+         "report", "lineage")
 
 
 def show_lines(workdir: Workdir, run_id: str) -> list[str]:
@@ -68,11 +69,16 @@ def show_lines(workdir: Workdir, run_id: str) -> list[str]:
     summary = read_json(run.summary)
     lines = [f"run {run.id}  ({run.path})  {state_of(run, summary)}"]
     lines += [f"  {k:<16} {summary[k]}" for k in SHOWN if summary.get(k) not in (None, [], "")]
+    if summary.get("init_from"):
+        init = summary["init_from"]
+        lines.append(f"  {'init_from':<16} {init['run_id']} ({init.get('objective')} on {init.get('dataset_version')})")
     history = read_json(run.history) if run.history.is_file() else []
     if history:
-        lines.append("  epoch  train_loss  val_loss  val_accuracy  seconds")
+        # a classifier's accuracy, or a language model's perplexity (models.lm)
+        key = "val_accuracy" if "val_accuracy" in history[0] else "val_perplexity"
+        lines.append(f"  epoch  train_loss  val_loss  {key:>12}  seconds")
         lines += [f"  {h['epoch']:>5}  {h['train_loss']:>10.4f}  {h['val_loss']:>8.4f}  "
-                  f"{h['val_accuracy']:>12.4f}  {h['seconds']:>7.1f}" for h in history]
+                  f"{h.get(key, float('nan')):>12.4f}  {h['seconds']:>7.1f}" for h in history]
     return lines
 
 

@@ -25,7 +25,7 @@ from models import sharding
 from models.launch import TrainingFailed, default_np, launch
 from models.plan import TOKEN_NETWORKS, TrainPlan
 from models.rundir import RunBusy, RunDir, atomic_write_text
-from pipeline import plots, store
+from pipeline import plots, pretrained, store
 from pipeline.config import JobConfig, dump_yaml, parse_config
 from pipeline.errors import UserError
 from pipeline.lineage import record_run
@@ -96,8 +96,9 @@ def plan_input(ref: store.DatasetRef, manifest: dict, network: str) -> dict:
     check_input_kind(network, x_var, f"dataset {ref} stores")
     features = json.loads(store.open_version(ref).attrs["features"])
     vocab_size = 0
-    if x_var == "tokens":
-        vocab_size = len(next(t for t in features["transforms"] if t["name"] == x_var)["state"]["vocabulary"])
+    if x_var == "tokens":   # a word vocabulary (sequence) or a subword tokenizer (subword, packed)
+        state = next(t for t in features["transforms"] if t["name"] == x_var)["state"]
+        vocab_size = int(state["vocab_size"]) if "vocab_size" in state else len(state["vocabulary"])
     return {"x_var": x_var, "input_shape": list(variables[x_var]["shape"][1:]), "vocab_size": vocab_size,
             "transform": transform_of(manifest, features, x_var)}
 
@@ -111,13 +112,29 @@ def plan_for(cfg: JobConfig, ref: store.DatasetRef, run_dir: Path, resume: bool 
                      **plan_input(ref, manifest, cfg.train.network))
 
 
-def check_network(network: str, input_shape: list[int], n_classes: int, vocab_size: int) -> None:
+def check_objective(objective: str, ref: store.DatasetRef, manifest: dict) -> None:
+    """A language-model objective needs a packed corpus (``segment``), a classifier labels."""
+    variables = manifest["variables"]
+    if objective != "classify" and "segment" not in variables:
+        raise UserError(f"train.objective: {objective} pretrains on packed text sequences but dataset {ref} stores "
+                        f"none (no segment variable); prepare a corpus with features.groups: [{{kind: packed}}] "
+                        "or set train.objective: classify")
+    if objective == "classify" and "label" not in variables:
+        raise UserError(f"train.objective: classify needs labels but dataset {ref} is an unlabelled packed corpus; "
+                        "set train.objective: causal_lm (or masked_lm) with train.network: lm_transformer")
+
+
+def check_network(network: str, input_shape: list[int], n_classes: int, vocab_size: int,
+                  objective: str = "classify") -> None:
     """Build the network once here, so that a network that cannot take the input fails in one line
     before any rank starts (not inside every rank)."""
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")   # TensorFlow's start-up notes are not errors
-    from models import networks   # TensorFlow: only once the cheap checks have passed
+    from models import lm, networks   # TensorFlow: only once the cheap checks have passed
     try:
-        networks.build(network, tuple(input_shape), n_classes, vocab_size=vocab_size)
+        if lm.is_lm(objective):
+            lm.build(objective, input_shape, vocab_size)
+        else:
+            networks.build(network, tuple(input_shape), n_classes, vocab_size=vocab_size)
     except ValueError as exc:
         raise UserError(f"train.network: {network} cannot take inputs of shape {list(input_shape)} "
                         f"({str(exc).splitlines()[0]}); choose another train.network") from None
@@ -148,8 +165,9 @@ def _resumable(workdir: Workdir, prepared: Prepared, resume: bool | str) -> RunD
         raise UserError(f"--resume: {run.path} has no {run.plan.name} (it never started training); "
                         "run without --resume")
     if run.metrics.is_file():
-        acc = json.loads(run.metrics.read_text()).get("test_accuracy")
-        raise UserError(f"--resume: run {run.id} is finished (test_accuracy {acc}); nothing to resume, "
+        metrics = json.loads(run.metrics.read_text())
+        key = "test_accuracy" if metrics.get("test_accuracy") is not None else "test_perplexity"
+        raise UserError(f"--resume: run {run.id} is finished ({key} {metrics.get(key)}); nothing to resume, "
                         "run without --resume for a new run")
     return run
 
@@ -159,7 +177,8 @@ def _record(run: RunDir, summary: dict) -> dict:
     return summary
 
 
-def _summary(run: RunDir, prepared: Prepared, cfg: JobConfig, world: int, started: dict) -> dict:
+def _summary(run: RunDir, prepared: Prepared, cfg: JobConfig, world: int, started: dict,
+             init_model: str | None = None) -> dict:
     m = prepared.manifest
     return {"run_id": run.id, "run_dir": str(run.path), "state": "running", "started": started["at"],
             "dataset_version": str(prepared.ref), "dataset_path": str(prepared.ref.path),
@@ -167,17 +186,25 @@ def _summary(run: RunDir, prepared: Prepared, cfg: JobConfig, world: int, starte
             "n_val": m["n_val"], "n_test": m["n_test"], "n_quarantined": sum(m["quarantined"].values()),
             "quarantined": m["quarantined"], "network": cfg.train.network, "world_size": world,
             "compression": cfg.train.compression, "epochs": cfg.train.epochs,
-            "prepare_seconds": round(prepared.seconds, 2),
-            "bundle": str(run.bundle), "tensorboard": str(run.tensorboard),
+            "prepare_seconds": round(prepared.seconds, 2), "objective": cfg.train.objective,
+            "init_from": pretrained.record(init_model),
+            "bundle": None if cfg.train.objective != "classify" else str(run.bundle),
+            "tensorboard": str(run.tensorboard),
             "report": str(prepared.ref.path / "report.html"), "model": str(run.model),
-            "exported_model": str(run.saved_model)}
+            "exported_model": None if cfg.train.objective != "classify" else str(run.saved_model)}
+
+
+#: a language model's test figures (``models.lm``); ``test_accuracy`` is a classifier's only (None here)
+LM_FIGURES = ("test_perplexity", "test_token_accuracy")
 
 
 def _finished(summary: dict, metrics: dict, started: dict) -> dict:
+    bundle = {"bundle_note": metrics["bundle_note"]} if metrics.get("bundle_note") else {}
     return {**summary, "state": "finished", "finished": now(),
             "world_size": metrics["world_size"], "compression": metrics["compression"],
-            "device": metrics["device"], "test_accuracy": metrics["test_accuracy"],
-            "test_loss": metrics["test_loss"], "train_seconds": round(metrics["train_seconds"], 2),
+            "device": metrics["device"], "test_accuracy": metrics.get("test_accuracy"),
+            "test_loss": metrics["test_loss"], **{k: metrics[k] for k in LM_FIGURES if k in metrics}, **bundle,
+            "train_seconds": round(metrics["train_seconds"], 2),
             "restarts": metrics.get("restarts", []),
             "wall_seconds": round(time.perf_counter() - started["clock"], 2)}
 
@@ -192,9 +219,12 @@ def train(cfg: JobConfig, prepared: Prepared, workdir: Workdir, options: LaunchO
     store.check_ready(prepared.ref, full=options.verify)
     plan = None
     if resumed is None:
+        check_objective(cfg.train.objective, prepared.ref, prepared.manifest)
         check_shares(cfg, prepared.manifest, world)
         plan = plan_for(cfg, prepared.ref, Path())       # its run_dir is set once the folder exists
-        check_network(plan.network, plan.input_shape, plan.n_classes, plan.vocab_size)
+        if cfg.train.init_from:
+            plan = pretrained.resolve(cfg.train.init_from, workdir, plan)
+        check_network(plan.network, plan.input_shape, plan.n_classes, plan.vocab_size, cfg.train.objective)
     run = resumed or workdir.new_run()
     try:
         with run.lock():
@@ -212,7 +242,7 @@ def _train_in(run: RunDir, cfg: JobConfig, prepared: Prepared, plan: TrainPlan |
     else:
         atomic_write_text(run.config, dump_yaml(cfg))
         plan = replace(plan, run_dir=str(run.path))
-    summary = _record(run, _summary(run, prepared, cfg, world, started))
+    summary = _record(run, _summary(run, prepared, cfg, world, started, plan.init_model))
     log(f"Run {run.id}: training on {prepared.ref} in {run.path}" + (" (resuming)" if resuming else ""))
     marks = started.setdefault("marks", {"start": time.time() - (time.perf_counter() - started["clock"])})
     marks["launched"] = time.time()

@@ -143,3 +143,33 @@ def test_the_tensorstore_reader_gives_what_zarr_python_gives(tmp_path):
     reader = data.open_reader(store, "image")
     assert reader.dtype.numpy_dtype == stored.dtype and tuple(reader.shape) == stored.shape
     np.testing.assert_array_equal(reader[5:123].read().result(), stored[5:123])   # spans chunks
+
+
+@pytest.fixture
+def packed_store(tmp_path):
+    """203 packed sequences of 6 tokens: ``tokens[i] = 1000 i + position``, ``segment[i] = i % 5``
+    (per position, int32, chunks of 16 rows); no label, as a pretraining corpus stores it."""
+    n, length = 203, 6
+    group = zarr.open_group(tmp_path / "data.zarr", mode="w", zarr_format=3)
+    tokens = group.create_array("tokens", shape=(n, length), chunks=(16, length), dtype="int32")
+    tokens[:] = 1000 * np.arange(n)[:, None] + np.arange(length)[None]
+    segment = group.create_array("segment", shape=(n, length), chunks=(16, length), dtype="int32")
+    segment[:] = np.broadcast_to((np.arange(n) % 5)[:, None], (n, length))
+    return str(tmp_path / "data.zarr")
+
+
+@pytest.mark.parametrize("world, consumed", [(2, 0), (3, 5)])   # two ranks; three, resumed mid-epoch
+def test_a_per_position_y_var_travels_with_its_sequences(packed_store, world, consumed):
+    for rank in range(world):
+        loader = _loader(packed_store, rank=rank, world=world, x_var="tokens", y_var="segment")
+        assert loader.element_spec[1].shape == (8, 6) and loader.element_spec[1].dtype == "int32"
+        streamed = list(loader.epoch(1, consumed))
+        assert len(streamed) == loader.steps_left(consumed) > 0
+        for (x, y), (bx, by) in zip(streamed, loader.batches(1, consumed)):
+            rows = x.numpy()[:, 0] // 1000
+            np.testing.assert_array_equal(y.numpy(), np.broadcast_to((rows % 5)[:, None], (8, 6)))
+            np.testing.assert_array_equal(x.numpy(), bx)        # the stream is the one-thread batches
+            np.testing.assert_array_equal(y.numpy(), by)
+    (t, s), = data.eval_dataset(packed_store, (3, 200), rank=0, world=1, batch_size=197, x_var="tokens",
+                                y_var="segment")
+    np.testing.assert_array_equal(s.numpy()[:, 0], (t.numpy()[:, 0] // 1000) % 5)

@@ -28,3 +28,18 @@ def test_curves_hold_train_and_val_of_each_panel():
 def test_a_run_without_history_gets_no_plot(tmp_path):
     assert plots.write_history_png(tmp_path) is None
     assert not (tmp_path / "history.png").exists()
+
+
+LM_HISTORY = [{"epoch": e, "train_loss": 5 / e, "val_loss": 5.2 / e, "train_token_accuracy": 0.1 * e,
+               "val_token_accuracy": 0.09 * e, "train_perplexity": 150 / e, "val_perplexity": 180 / e,
+               "seconds": 1.0} for e in (1, 2, 3)]
+
+
+def test_a_language_model_history_draws_loss_token_accuracy_and_perplexity(tmp_path):
+    lines = plots.curves(LM_HISTORY)
+    assert list(lines) == ["loss", "token accuracy", "perplexity"]      # no empty accuracy panel
+    assert lines["perplexity"]["val"] == [180, 90, 60]
+    (tmp_path / "history.json").write_text(json.dumps(LM_HISTORY))
+    with Image.open(plots.write_history_png(tmp_path)) as img:
+        assert img.size[0] > 2.5 * img.size[1]                           # three panels side by side
+        assert len(img.convert("RGB").getcolors(maxcolors=1 << 16)) > 10

@@ -11,25 +11,13 @@ import xarray as xr
 from pipeline.clean.near_duplicates import reference_clusters
 from pipeline.clean.text import clean_one
 from pipeline.cluster import local_client
-from pipeline.config import JobConfig, NearDuplicatePolicy, TextPolicy
+from pipeline.config import NearDuplicatePolicy, TextPolicy
 from pipeline.errors import UserError
 from pipeline.packing import SPLITS
 from pipeline.prepare import prepare
 from pipeline.transforms import FeatureTransform
 from pipeline.transforms.tokenizer import EOD
-from tests.pipeline.text_corpus import BAD, corpus_lines
-
-
-def corpus_job(path, workers: int = 2, **sections) -> JobConfig:
-    base = {"dataset": {"name": "corpus"}, "source": {"kind": "text", "path": str(path)},
-            "clean": {"near_duplicates": {"threshold": 0.8, "num_perm": 128, "ngram": 5}, "quality": {"min_words": 5}},
-            "features": {"groups": [{"kind": "packed", "name": "tokens", "columns": ["text"], "length": 32,
-                                     "vocab_size": 200}]},
-            "augment": {"copies": 0}, "store": {"chunk_rows": 16},
-            "cluster": {"workers": workers, "dashboard_address": ":0"}}
-    for name, fields in sections.items():
-        base[name] = {**base.get(name, {}), **fields}
-    return JobConfig.model_validate(base)
+from tests.pipeline.text_corpus import BAD, corpus_job, corpus_lines
 
 
 def _prepare(cfg, root):
