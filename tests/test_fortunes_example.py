@@ -91,3 +91,10 @@ def test_the_example_configs_validate_and_share_one_length():
     assert subword["tokenizer_file"] == "docs/examples/fortunes/tokenizer.json"
     assert (pretrain.train.objective, finetune.train.objective) == ("causal_lm", "classify")
     assert finetune.train.network == "lm_transformer" and finetune.schema.labels == list(build.CLASSES)
+
+
+def test_the_example_configs_take_command_line_overrides():
+    # --workers / --np / --epochs are overrides: the pretraining config must survive them with causal_lm
+    for name in ("fortunes-pretrain.yaml", "fortunes-finetune.yaml"):
+        cfg = load_config(EXAMPLES / name).with_overrides(cluster={"workers": 2}, train={"np": 2, "epochs": 1})
+        assert (cfg.cluster.workers, cfg.train.np, cfg.train.epochs) == (2, 2, 1)
