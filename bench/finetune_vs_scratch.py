@@ -20,6 +20,7 @@ Prints a Markdown table of the held-out (test split) accuracy of both, per seed 
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import platform
 import shutil
@@ -56,6 +57,8 @@ def main() -> None:
     ap.add_argument("--workers", type=int, default=2)
     ap.add_argument("--pretrain-epochs", type=int, default=None, help="default: the pretrain config's train.epochs")
     ap.add_argument("--epochs", type=int, default=None, help="default: the fine-tune config's train.epochs")
+    ap.add_argument("--pretrained", metavar="RUN", help="reuse this finished pretraining run of --workdir "
+                    "instead of pretraining again")
     args = ap.parse_args()
     args.workdir.mkdir(parents=True, exist_ok=True)
     started = time.perf_counter()
@@ -66,7 +69,11 @@ def main() -> None:
     tokenizer = args.workdir / "fortunes-tokenizer.json"
     shutil.copyfile(corpus.ref.path / "tokenizer.json", tokenizer)
     pre_epochs = args.pretrain_epochs or pre_cfg.train.epochs
-    pre = train(pre_cfg, args.workdir, str(corpus.ref), args.np, epochs=pre_epochs)
+    if args.pretrained:
+        pre = json.loads((args.workdir / "runs" / args.pretrained / "summary.json").read_text())
+        pre_epochs = len(json.loads((args.workdir / "runs" / args.pretrained / "history.json").read_text()))
+    else:
+        pre = train(pre_cfg, args.workdir, str(corpus.ref), args.np, epochs=pre_epochs)
     print(f"pretraining {pre['run_id']} on {corpus.ref}: {pre_epochs} epochs, test perplexity "
           f"{pre.get('test_perplexity')}, {pre['train_seconds']:.0f} s", flush=True)
 
