@@ -57,6 +57,7 @@ def main() -> None:
     ap.add_argument("--workers", type=int, default=2)
     ap.add_argument("--pretrain-epochs", type=int, default=None, help="default: the pretrain config's train.epochs")
     ap.add_argument("--epochs", type=int, default=None, help="default: the fine-tune config's train.epochs")
+    ap.add_argument("--objective", default="causal_lm", choices=("causal_lm", "masked_lm"))
     ap.add_argument("--pretrained", metavar="RUN", help="reuse this finished pretraining run of --workdir "
                     "instead of pretraining again")
     args = ap.parse_args()
@@ -73,8 +74,8 @@ def main() -> None:
         pre = json.loads((args.workdir / "runs" / args.pretrained / "summary.json").read_text())
         pre_epochs = len(json.loads((args.workdir / "runs" / args.pretrained / "history.json").read_text()))
     else:
-        pre = train(pre_cfg, args.workdir, str(corpus.ref), args.np, epochs=pre_epochs)
-    print(f"pretraining {pre['run_id']} on {corpus.ref}: {pre_epochs} epochs, test perplexity "
+        pre = train(pre_cfg, args.workdir, str(corpus.ref), args.np, epochs=pre_epochs, objective=args.objective)
+    print(f"pretraining {pre['run_id']} on {corpus.ref}: {args.objective}, {pre_epochs} epochs, test perplexity "
           f"{pre.get('test_perplexity')}, {pre['train_seconds']:.0f} s", flush=True)
 
     ft_cfg = load_config(EXAMPLES / "fortunes-finetune.yaml")
