@@ -149,7 +149,7 @@ def run(config: JobConfig | None = None, workdir: str | Path = "dcpipe-work", wo
             started["marks"]["located"] = started["marks"]["prepared"] = time.time()
         else:
             cfg = _resolve(config, workers, np, cluster, compression, epochs)
-            text = cfg.source.kind == "text"
+            text = cfg.source.is_text
             check_input_kind(cfg.train.network, "tokens" if text else "image",
                              f"source.kind {cfg.source.kind} gives")
             with ThreadPoolExecutor(max_workers=1, thread_name_prefix="dcpipe-network-check") as pool:
