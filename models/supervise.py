@@ -100,6 +100,19 @@ def end_processes(proc: subprocess.Popen, marker: str, grace: float = 5.0) -> No
     proc.wait()
 
 
+def end_processes_named(marker: str, grace: float = 5.0) -> None:
+    """End every process naming ``marker`` (:func:`run_processes`: a launcher and its ranks) that
+    is not supervised here: SIGTERM, then SIGKILL to what is left after ``grace`` seconds."""
+    for sig in (signal.SIGTERM, signal.SIGKILL):
+        pids = run_processes(marker)
+        for pid in pids:
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.kill(pid, sig)
+        deadline = time.monotonic() + grace
+        while time.monotonic() < deadline and any(map(process_alive, pids)):
+            time.sleep(0.05)
+
+
 def _die_with(parent: int) -> Callable[[], None]:
     """A ``preexec_fn``: the child gets SIGKILL when the thread that started it dies (Linux)."""
 

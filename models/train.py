@@ -1,7 +1,8 @@
 """Data-parallel training of one rank; started by ``horovodrun`` (or ``srun``/``mpirun``).
 
 The only module that calls Horovod; every call is marked ``# Horovod:``.
-Run as ``python -m models.train PLAN.json``.
+Run as ``python -m models.train PLAN.json``. A rank started early (``DCPIPE_EARLY_START=1``,
+:class:`models.launch.EarlyRanks`) joins Horovod first and then waits for the plan file to exist.
 """
 from __future__ import annotations
 
@@ -22,7 +23,7 @@ import tensorflow as tf  # noqa: E402
 
 from models import checkpoint, compression, data, export, lm, networks  # noqa: E402
 from models.telemetry import Telemetry, hparams  # noqa: E402
-from models.launch import RESTARTS_ENV, SUPERVISOR_HOST_ENV, SUPERVISOR_PID_ENV  # noqa: E402
+from models.launch import EARLY_ENV, RESTARTS_ENV, SUPERVISOR_HOST_ENV, SUPERVISOR_PID_ENV  # noqa: E402
 from models.supervise import process_alive  # noqa: E402
 from models.plan import TrainPlan  # noqa: E402
 from models.rundir import RunDir, atomic_path, atomic_write_text  # noqa: E402
@@ -237,9 +238,10 @@ def _restore(plan: TrainPlan, model, optimizer, rank: int, size: int, log) -> ch
 
 def train(plan: TrainPlan) -> dict | None:
     """Train, evaluate and (on rank 0) checkpoint and export; rank 0 returns the metrics."""
-    watch_supervisor()
-    # Horovod: initialise before touching devices.
-    hvd.init()
+    if not hvd.is_initialized():   # an early rank has joined already (main)
+        watch_supervisor()
+        # Horovod: initialise before touching devices.
+        hvd.init()
     # Horovod: rank and world size.
     rank, size = hvd.rank(), hvd.size()
     on_gpu = configure_devices(plan)
@@ -379,12 +381,31 @@ def _previous_history(run: RunDir) -> list[dict]:
     return json.loads(run.history.read_text()) if run.history.is_file() else []
 
 
+def wait_for_plan(path: Path, interval: float = 0.05) -> bool:
+    """Wait until the plan at ``path`` exists (True) or ``plan.cancel`` beside it does (False)."""
+    cancel = path.with_suffix(".cancel")
+    while not path.exists():
+        if cancel.exists():
+            return False
+        time.sleep(interval)
+    return True
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     if len(argv) != 1:
         print("usage: python -m models.train PLAN.json", file=sys.stderr)
         return 2
-    train(TrainPlan.load(Path(argv[0])))
+    plan_path = Path(argv[0])
+    if os.environ.get(EARLY_ENV) == "1":   # started while the data is prepared: join, then wait for the plan
+        watch_supervisor()
+        # Horovod: initialise (every rank of the launch joins here) while the plan is not yet written.
+        hvd.init()
+        if not wait_for_plan(plan_path):
+            print(f"[rank {hvd.rank()}] {plan_path.with_suffix('.cancel').name}: the run was cancelled before "
+                  "training; exiting", flush=True)
+            return 0
+    train(TrainPlan.load(plan_path))
     return 0
 
 

@@ -3,7 +3,9 @@
 The cluster stays up until training ends, so its dashboard (and the ``/dcpipe`` page,
 ``pipeline.monitor``) covers the whole job. On a cache hit no workers are started: a scheduler
 alone comes up for the dashboard, in the background while the ranks start (0.8 s measured;
-``DCPIPE_MONITOR=0``: none at all).
+``DCPIPE_MONITOR=0``: none at all). On a cache miss the run's ranks start as soon as the cluster
+is up, while Dask prepares (TensorFlow's import and Horovod's init off the critical path,
+:func:`pipeline.training.early_ranks`); they get their plan once the version is ready.
 
 ``run`` and ``train`` are the application layer's two entry points; both end in
 :func:`pipeline.training.train`, the one training path.
@@ -23,7 +25,8 @@ from pipeline.errors import UserError
 from pipeline import monitor
 from pipeline.monitor.session import Watch, background_watch
 from pipeline.prepare import Prepared, locate, prepare
-from pipeline.training import LaunchOptions, check_input_kind, check_network, config_for, start_clock, train
+from pipeline.training import (LaunchOptions, check_input_kind, check_network, config_for, early_ranks, start_clock,
+                               train)
 from pipeline.workdir import Workdir
 
 SUMMARY_KEYS = ("run_id", "state", "dataset_version", "n_train", "n_val", "n_test", "n_quarantined",
@@ -71,11 +74,13 @@ def prepare_only(config: JobConfig | None = None, workdir: str | Path = "dcpipe-
 
 
 def _prepare_in(stack: contextlib.ExitStack, cfg: JobConfig, workdir: str | Path, log, show_progress: bool,
-                marks: dict | None = None, client=None, release: bool = False) -> tuple[Prepared, Watch | None]:
+                marks: dict | None = None, client=None, release: bool = False,
+                on_cluster=None) -> tuple[Prepared, Watch | None]:
     """Prepare (or find) the version; the cluster, when one was needed, stays open in ``stack``
     and is returned watched; with ``release`` the local workers it started are stopped once the
     version is prepared (training needs the cores; :func:`pipeline.cluster.release_workers`).
-    ``marks`` gets the wall-clock ``located``, ``cluster_started`` and ``prepared``."""
+    ``on_cluster(watch)`` is called when there is work to do, once the cluster is up and before the
+    preparation starts. ``marks`` gets the wall-clock ``located``, ``cluster_started`` and ``prepared``."""
     marks = {} if marks is None else marks
     root = Workdir.open(workdir).datasets
     located = locate(cfg, root, log)
@@ -86,6 +91,8 @@ def _prepare_in(stack: contextlib.ExitStack, cfg: JobConfig, workdir: str | Path
         client = client if client is not None else stack.enter_context(dask_client(cfg.cluster, log=log))
         marks["cluster_started"] = time.time()
         watch = Watch(client, tls=cfg.cluster.tls, log=log) if monitor.enabled() else None
+        if on_cluster is not None:
+            on_cluster(watch)
         prepared = prepare(cfg, root, client, log=log, show_progress=show_progress, located=located)
         if release and ours:
             release_workers(client, log=log)
@@ -142,7 +149,14 @@ def run(config: JobConfig | None = None, workdir: str | Path = "dcpipe-work", wo
     options = _options(launcher, hosts, resume, verify)
     work = Workdir.open(workdir)
     with contextlib.ExitStack() as stack:
-        watch = None
+        watch = early = None
+
+        def start_ranks(watch: Watch | None) -> None:
+            """A new run's ranks start while Dask prepares (:func:`pipeline.training.early_ranks`)."""
+            nonlocal early
+            if not options.resume:
+                early = stack.enter_context(early_ranks(cfg, work, options, watch, log))
+
         if dataset:
             prepared = existing_version(work.path, dataset)
             cfg = _resolve(config_for(prepared, config), workers, np, cluster, compression, epochs)
@@ -158,10 +172,10 @@ def run(config: JobConfig | None = None, workdir: str | Path = "dcpipe-work", wo
                 checked = None if text else pool.submit(check_network, cfg.train.network,
                                                         list(cfg.schema.image_shape), len(cfg.schema.labels), 0)
                 prepared, watch = _prepare_in(stack, cfg, work.path, log, show_progress, started["marks"], client,
-                                              release=True)
+                                              release=True, on_cluster=start_ranks)
                 if checked is not None:
                     checked.result()
         summary = train(cfg, prepared, work, options, log=log, started=started,
-                        watch=_watch(stack, cfg, watch, log))
+                        watch=_watch(stack, cfg, watch, log), early=early)
     log(f"Summary ({Path(summary['run_dir']) / 'summary.json'}):\n{format_summary(summary)}")
     return summary

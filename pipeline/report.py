@@ -56,7 +56,8 @@ def lazy_stats(rows: dd.DataFrame, columns: list[str] | None = None) -> dict:
     the value columns)."""
     cols = columns or value_columns(rows)
     values = rows[cols]
-    return {"label_counts": rows["label"].value_counts(), "mean": values.mean(), "std": values.std(),
+    # Few labels: one output partition, no shuffle (dask-expr's default shuffles, ~0.5 s on a small input)
+    return {"label_counts": rows["label"].value_counts(split_out=1), "mean": values.mean(), "std": values.std(),
             "min": values.min(), "max": values.max()}
 
 

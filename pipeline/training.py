@@ -14,15 +14,18 @@ prepare, setup, rank start, training, evaluation, export and finish (they add up
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import shutil
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, replace
 from datetime import datetime, timezone
 from pathlib import Path
 
 from models import sharding
-from models.launch import TrainingFailed, default_np, launch
+from models.launch import EarlyRanks, TrainingFailed, default_np, launch
 from models.plan import TOKEN_NETWORKS, TrainPlan
 from models.rundir import RunBusy, RunDir, atomic_write_text
 from pipeline import plots, pretrained, store
@@ -172,6 +175,28 @@ def _resumable(workdir: Workdir, prepared: Prepared, resume: bool | str) -> RunD
     return run
 
 
+@contextlib.contextmanager
+def early_ranks(cfg: JobConfig, workdir: Workdir, options: LaunchOptions, watch: Watch | None,
+                log=print) -> Iterator[EarlyRanks]:
+    """The ranks of the run :func:`train` is about to start, started now, while its data is still
+    being prepared (:class:`models.launch.EarlyRanks`): their run folder is made now. When the
+    block ends without :func:`train` having handed them a plan (the preparation or a check after it
+    failed, or an interrupt), they are cancelled and the folder is removed: it never held a run."""
+    had_runs = workdir.runs.is_dir()
+    run = workdir.new_run()
+    early = EarlyRanks(run, cfg.train.np or default_np(), cfg.train.threads_per_rank, options.launcher,
+                       options.hosts, (watch or Watch()).rank_env(run.id), log)
+    try:
+        yield early
+    finally:
+        if not early.handed_over:
+            early.cancel()
+            shutil.rmtree(run.path, ignore_errors=True)
+            if not had_runs:
+                with contextlib.suppress(OSError):
+                    workdir.runs.rmdir()
+
+
 def _record(run: RunDir, summary: dict) -> dict:
     atomic_write_text(run.summary, json.dumps(summary, indent=2) + "\n")
     return summary
@@ -210,9 +235,11 @@ def _finished(summary: dict, metrics: dict, started: dict) -> dict:
 
 
 def train(cfg: JobConfig, prepared: Prepared, workdir: Workdir, options: LaunchOptions = LaunchOptions(),
-          log=print, started: dict | None = None, watch: Watch | None = None) -> dict:
+          log=print, started: dict | None = None, watch: Watch | None = None,
+          early: EarlyRanks | None = None) -> dict:
     """Train on ``prepared`` and return the run's summary (also ``runs/<id>/summary.json``);
-    ``watch`` reports it live on a Dask scheduler."""
+    ``watch`` reports it live on a Dask scheduler; ``early``: the run's ranks, started already
+    (:func:`early_ranks`), are its first attempt."""
     started = started or start_clock()
     world = cfg.train.np or default_np()
     resumed = _resumable(workdir, prepared, options.resume) if options.resume else None
@@ -225,16 +252,18 @@ def train(cfg: JobConfig, prepared: Prepared, workdir: Workdir, options: LaunchO
         if cfg.train.init_from:
             plan = pretrained.resolve(cfg.train.init_from, workdir, plan)
         check_network(plan.network, plan.input_shape, plan.n_classes, plan.vocab_size, cfg.train.objective)
-    run = resumed or workdir.new_run()
+    if early is not None and (resumed is not None or early.np != world):
+        raise ValueError("early ranks are for a new run of the planned world size")
+    run = resumed or (early.run if early is not None else workdir.new_run())
     try:
         with run.lock():
-            return _train_in(run, cfg, prepared, plan, world, options, log, started, watch or Watch())
+            return _train_in(run, cfg, prepared, plan, world, options, log, started, watch or Watch(), early)
     except RunBusy as exc:
         raise UserError(f"--resume: {exc}; wait for it to end, or stop it first") from None
 
 
 def _train_in(run: RunDir, cfg: JobConfig, prepared: Prepared, plan: TrainPlan | None, world: int,
-              options: LaunchOptions, log, started: dict, watch: Watch) -> dict:
+              options: LaunchOptions, log, started: dict, watch: Watch, early: EarlyRanks | None) -> dict:
     resuming = plan is None
     if resuming:   # the run goes on as it was planned; only the checkpoint is new
         plan = replace(TrainPlan.load(run.plan), resume=True)
@@ -250,7 +279,7 @@ def _train_in(run: RunDir, cfg: JobConfig, prepared: Prepared, plan: TrainPlan |
     try:
         with watch.progress(run.id, log) as shown:
             metrics = launch(plan, world, log=shown, launcher=options.launcher, hosts=options.hosts,
-                             extra_env=watch.rank_env(run.id))
+                             extra_env=watch.rank_env(run.id), early=early)
     except TrainingFailed as exc:
         _record(run, {**summary, "state": "failed", "finished": now(), "error": str(exc)})
         raise

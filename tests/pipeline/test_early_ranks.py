@@ -1,0 +1,80 @@
+"""Ranks started while Dask prepares (``pipeline.training.early_ranks``), the ways a run ends before
+they get their plan: the preparation fails, or the user interrupts it. A real ``dcpipe run`` process
+with a real LocalCluster and real ``horovodrun`` ranks; afterwards no rank may be left running and
+no run folder may be left behind (it never held a run)."""
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+import yaml
+
+from models.supervise import process_alive, run_processes
+from tests.models.helpers import REPO
+
+STARTED = "started while the data is prepared"
+
+
+def _dcpipe_run(tmp_path, cfg: dict):
+    config = tmp_path / "job.yaml"
+    config.write_text(yaml.safe_dump(cfg))
+    env = {**os.environ, "PYTHONPATH": str(REPO), "DCPIPE_MONITOR": "0"}
+    return subprocess.Popen([sys.executable, "-m", "pipeline.cli", "run", "--config", str(config), "--workdir",
+                             str(tmp_path / "work")], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                            env=env, cwd=tmp_path, start_new_session=True)
+
+
+def _ranks(work) -> list[int]:
+    """The rank processes of runs under ``work`` (not their launcher)."""
+    def cmdline(pid):
+        try:
+            with open(f"/proc/{pid}/cmdline", "rb") as fh:
+                return fh.read()
+        except OSError:
+            return b""
+    return [p for p in run_processes(str(work / "runs")) if b"models.train" in cmdline(p)
+            and b"horovodrun" not in cmdline(p)]
+
+
+def _nothing_left(work) -> None:
+    deadline = time.monotonic() + 10
+    while run_processes(str(work / "runs")) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert not run_processes(str(work / "runs")), "a rank outlived the job"
+    assert not (work / "runs").exists(), sorted((work / "runs").rglob("*"))
+
+
+@pytest.mark.horovod
+def test_a_preparation_that_fails_cancels_the_early_ranks_and_leaves_no_run_folder(tmp_path):
+    (tmp_path / "narrow.csv").write_text("1,2,3\n4,5,6\n")
+    proc = _dcpipe_run(tmp_path, {"source": {"path": str(tmp_path / "narrow.csv")}, "cluster": {"workers": 1}})
+    out, _ = proc.communicate(timeout=300)
+    assert proc.returncode == 2, out
+    assert STARTED in out                                      # the ranks had really been started
+    last = out.strip().splitlines()[-1]
+    assert last.startswith("dcpipe: error: ") and "all 2 records were quarantined" in last, last
+    _nothing_left(tmp_path / "work")
+
+
+@pytest.mark.horovod
+def test_an_interrupt_during_the_preparation_ends_the_early_ranks(tmp_path):
+    proc = _dcpipe_run(tmp_path, {"cluster": {"workers": 1}})     # the embedded MNIST: ~10 s to prepare
+    lines = []
+    for line in proc.stdout:
+        lines.append(line)
+        if STARTED in line:
+            break
+    ranks = []
+    deadline = time.monotonic() + 60
+    while len(ranks) < 2 and time.monotonic() < deadline:    # both ranks up (importing TensorFlow or waiting)
+        ranks = _ranks(tmp_path / "work")
+        time.sleep(0.1)
+    assert len(ranks) >= 2, "".join(lines)
+    assert not list((tmp_path / "work").glob("datasets/*/*/manifest.json")), "prepared before the interrupt"
+    os.killpg(proc.pid, signal.SIGINT)                          # Ctrl-C in the terminal: the whole group
+    out, _ = proc.communicate(timeout=120)
+    assert proc.returncode != 0, "".join(lines) + out
+    assert not any(map(process_alive, ranks))
+    _nothing_left(tmp_path / "work")
