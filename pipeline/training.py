@@ -5,7 +5,9 @@ Everything that can be checked is checked before a run folder exists: the datase
 checksum with ``--verify``), the config fits the stored data (schema, network), the network builds
 on the stored input shape, and a rank's share holds a batch. Only then is the run folder made and
 locked (one writer), the ranks launched, and the run's record written: ``summary.json`` (running,
-then finished / failed / interrupted) and ``lineage.json``.
+then finished / failed / interrupted) and ``lineage.json``. ``dcpipe run`` on data not yet prepared
+starts the ranks earlier, while Dask prepares (:func:`early_ranks`): their folder exists from then
+on and holds only their ``train.log`` until the checks pass; it is removed when they do not.
 
 With a :class:`pipeline.monitor.session.Watch` the ranks report to the Dask scheduler (the
 ``/dcpipe`` page, ``/metrics``), a terminal shows a progress bar, and the run writes
