@@ -34,7 +34,7 @@ def test_launcher_command(launcher, hosts, head):
     if launcher == "mpirun":   # each rank needs the code's path, the thread limit and its supervisor
         assert [cmd[i + 1] for i, a in enumerate(cmd) if a == "-x"] == [
             "PYTHONPATH", "OMP_NUM_THREADS", "TF_CPP_MIN_LOG_LEVEL", "PYTHONUNBUFFERED", "DCPIPE_SUPERVISOR_PID",
-            "DCPIPE_SUPERVISOR_HOST", "DCPIPE_RESTARTS", "DCPIPE_MONITOR_ADDRESS", "DCPIPE_RUN_ID",
+            "DCPIPE_SUPERVISOR_HOST", "DCPIPE_RESTARTS", "DCPIPE_EARLY_START", "DCPIPE_MONITOR_ADDRESS", "DCPIPE_RUN_ID",
             "DCPIPE_MONITOR_TLS", "DCPIPE_MONITOR", "DCPIPE_MONITOR_INTERVAL"]
 
 
