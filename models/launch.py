@@ -32,7 +32,7 @@ from pathlib import Path
 from models import checkpoint
 from models.plan import TrainPlan
 from models.rundir import RunDir
-from models.supervise import end_processes_named, supervise
+from models.supervise import end_processes, supervise
 from models.telemetry import ADDRESS_ENV, INTERVAL_ENV, RUN_ENV, SWITCH_ENV, TLS_ENV
 
 #: the environment a rank reads to watch its supervisor (``models.train.watch_supervisor``)
@@ -41,6 +41,12 @@ SUPERVISOR_PID_ENV, SUPERVISOR_HOST_ENV = "DCPIPE_SUPERVISOR_PID", "DCPIPE_SUPER
 RESTARTS_ENV = "DCPIPE_RESTARTS"
 #: set for ranks started before their plan is written (:class:`EarlyRanks`, ``models.train.wait_for_plan``)
 EARLY_ENV = "DCPIPE_EARLY_START"
+
+
+def cancel_path(plan_path: Path) -> Path:
+    """The file beside a plan whose appearance tells early ranks waiting for it to exit."""
+    return Path(plan_path).with_suffix(".cancel")
+
 #: the monitoring's variables (``models.telemetry``), always set for the ranks (``mpirun -x`` needs them set)
 TELEMETRY_ENV = {ADDRESS_ENV: "", RUN_ENV: "", TLS_ENV: "", SWITCH_ENV: "1", INTERVAL_ENV: "1"}
 LOCAL_HOSTS = frozenset({"localhost", "127.0.0.1", "::1"})
@@ -219,10 +225,6 @@ class EarlyRanks:
         self._thread = threading.Thread(target=self._supervise, args=(env,), name="dcpipe-early-ranks", daemon=True)
         self._thread.start()
 
-    @property
-    def cancel_file(self) -> Path:
-        return self.run.plan.with_suffix(".cancel")
-
     def _supervise(self, env: dict[str, str]) -> None:
         try:
             self._code = supervise(self._cmd, env=env, cwd=self.run.path, log_path=self.run.log,
@@ -241,12 +243,11 @@ class EarlyRanks:
     def cancel(self, grace: float = 10.0) -> None:
         """Stop the ranks that never got a plan: they exit 0 on ``plan.cancel``; ended by signal
         when they have not within ``grace`` seconds (e.g. still importing TensorFlow)."""
-        self.cancel_file.touch()
+        cancel_path(self.run.plan).touch()
         self._thread.join(grace)
         if self._thread.is_alive():
-            end_processes_named(str(self.run.plan))
+            end_processes(None, str(self.run.plan))
             self._thread.join()
-
 
 
 def _from_step(run: RunDir, world: int) -> int:

@@ -81,36 +81,29 @@ def descendants(pid: int, table: dict[int, tuple[int, bytes]] | None = None) -> 
     return out
 
 
-def end_processes(proc: subprocess.Popen, marker: str, grace: float = 5.0) -> None:
-    """End ``proc``, its process group, its descendants and every process naming ``marker``:
-    SIGTERM, then SIGKILL to what is left after ``grace`` seconds."""
+def end_processes(proc: subprocess.Popen | None, marker: str, grace: float = 5.0) -> None:
+    """End ``proc`` (when given: it, its process group and its descendants) and every process
+    naming ``marker``: SIGTERM, then SIGKILL to what is left after ``grace`` seconds."""
     table = _proc_table()
-    pids = set(descendants(proc.pid, table)) | set(run_processes(marker, table))
+    pids = set(run_processes(marker, table)) | (set(descendants(proc.pid, table)) if proc is not None else set())
+
+    def running() -> bool:
+        return (proc is not None and proc.poll() is None) or any(map(process_alive, pids))
+
     for sig in (signal.SIGTERM, signal.SIGKILL):
-        with contextlib.suppress(ProcessLookupError, PermissionError):
-            os.killpg(proc.pid, sig)
+        if proc is not None:
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.killpg(proc.pid, sig)
         for pid in pids:
             with contextlib.suppress(ProcessLookupError, PermissionError):
                 os.kill(pid, sig)
         deadline = time.monotonic() + grace
-        while time.monotonic() < deadline and (proc.poll() is None or any(map(process_alive, pids))):
+        while time.monotonic() < deadline and running():
             time.sleep(0.05)
-        if proc.poll() is not None and not any(map(process_alive, pids)):
+        if not running():
             break
-    proc.wait()
-
-
-def end_processes_named(marker: str, grace: float = 5.0) -> None:
-    """End every process naming ``marker`` (:func:`run_processes`: a launcher and its ranks) that
-    is not supervised here: SIGTERM, then SIGKILL to what is left after ``grace`` seconds."""
-    for sig in (signal.SIGTERM, signal.SIGKILL):
-        pids = run_processes(marker)
-        for pid in pids:
-            with contextlib.suppress(ProcessLookupError, PermissionError):
-                os.kill(pid, sig)
-        deadline = time.monotonic() + grace
-        while time.monotonic() < deadline and any(map(process_alive, pids)):
-            time.sleep(0.05)
+    if proc is not None:
+        proc.wait()
 
 
 def _die_with(parent: int) -> Callable[[], None]:

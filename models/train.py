@@ -23,7 +23,7 @@ import tensorflow as tf  # noqa: E402
 
 from models import checkpoint, compression, data, export, lm, networks  # noqa: E402
 from models.telemetry import Telemetry, hparams  # noqa: E402
-from models.launch import EARLY_ENV, RESTARTS_ENV, SUPERVISOR_HOST_ENV, SUPERVISOR_PID_ENV  # noqa: E402
+from models.launch import EARLY_ENV, RESTARTS_ENV, SUPERVISOR_HOST_ENV, SUPERVISOR_PID_ENV, cancel_path  # noqa: E402
 from models.supervise import process_alive  # noqa: E402
 from models.plan import TrainPlan  # noqa: E402
 from models.rundir import RunDir, atomic_path, atomic_write_text  # noqa: E402
@@ -382,8 +382,8 @@ def _previous_history(run: RunDir) -> list[dict]:
 
 
 def wait_for_plan(path: Path, interval: float = 0.05) -> bool:
-    """Wait until the plan at ``path`` exists (True) or ``plan.cancel`` beside it does (False)."""
-    cancel = path.with_suffix(".cancel")
+    """Wait until the plan at ``path`` exists (True) or its cancel file does (False, ``models.launch.cancel_path``)."""
+    cancel = cancel_path(path)
     while not path.exists():
         if cancel.exists():
             return False
@@ -402,7 +402,7 @@ def main(argv: list[str] | None = None) -> int:
         # Horovod: initialise (every rank of the launch joins here) while the plan is not yet written.
         hvd.init()
         if not wait_for_plan(plan_path):
-            print(f"[rank {hvd.rank()}] {plan_path.with_suffix('.cancel').name}: the run was cancelled before "
+            print(f"[rank {hvd.rank()}] {cancel_path(plan_path).name}: the run was cancelled before "
                   "training; exiting", flush=True)
             return 0
     train(TrainPlan.load(plan_path))

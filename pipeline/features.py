@@ -28,8 +28,8 @@ from pipeline.transforms import FeatureTransform
 SPLITS = ("train", "val", "test")
 #: Up to this many partitions the split's sort uses Dask's tasks shuffle: P2P's fixed cost (its
 #: scheduler extension, barrier and disk buffers) is seconds, more than a small input's whole sort
-#: (`dcpipe prepare` of the 5,000-row default: 20.3 s -> 14.5 s wall, 26.6 -> 18.1 CPU s, the same
-#: bytes). Above it P2P, whose memory stays bounded where the tasks shuffle makes n^2 pieces.
+#: (`dcpipe prepare` of the 5,000-row default: 20.3 s -> 13.9 s wall, 26.6 -> 17.2 CPU s, the same
+#: stored arrays). Above it P2P, whose memory stays bounded where the tasks shuffle makes n^2 pieces.
 TASKS_SHUFFLE_UP_TO = 64
 
 

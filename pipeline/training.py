@@ -254,8 +254,6 @@ def train(cfg: JobConfig, prepared: Prepared, workdir: Workdir, options: LaunchO
         if cfg.train.init_from:
             plan = pretrained.resolve(cfg.train.init_from, workdir, plan)
         check_network(plan.network, plan.input_shape, plan.n_classes, plan.vocab_size, cfg.train.objective)
-    if early is not None and (resumed is not None or early.np != world):
-        raise ValueError("early ranks are for a new run of the planned world size")
     run = resumed or (early.run if early is not None else workdir.new_run())
     try:
         with run.lock():

@@ -16,7 +16,7 @@ import pytest
 from models import launch as launch_mod
 from models.config import TrainConfig
 from models.launch import RunFinished, TrainingFailed, launch, restart_world
-from models.supervise import descendants, run_processes
+from models.supervise import descendants, end_processes, process_alive, run_processes
 from models.plan import TrainPlan
 from tests.models.helpers import REPO, rank_env
 
@@ -86,6 +86,20 @@ def test_the_processes_of_a_run_are_its_ranks_not_the_application_that_names_the
              62: (61, b"python\0-m\0models.train\0PLAN"), 70: (1, b"python\0-m\0models.train\0OTHER")}
     assert sorted(run_processes("PLAN", table)) == [61, 62]
     assert sorted(descendants(me, table)) == [60, 61, 62]
+
+
+def test_processes_named_by_a_marker_are_ended_without_a_launcher_even_when_they_ignore_sigterm(tmp_path):
+    # early ranks whose launcher runs in another thread: only the marker (their plan path) finds them
+    marker = str(tmp_path / "train_plan.json")
+    code = "import signal, time; signal.signal(signal.SIGTERM, signal.SIG_IGN); print('up', flush=True); time.sleep(120)"
+    procs = [subprocess.Popen([sys.executable, "-c", code, marker], stdout=subprocess.PIPE, text=True) for _ in range(2)]
+    for proc in procs:
+        assert proc.stdout.readline().strip() == "up"   # SIGTERM is ignored from here on
+    started = time.monotonic()
+    end_processes(None, marker, grace=0.5)
+    assert all(proc.wait(timeout=10) == -signal.SIGKILL for proc in procs)
+    assert time.monotonic() - started < 5 and not any(process_alive(p.pid) for p in procs)
+    assert run_processes(marker) == []
 
 
 # -- the restart loop, over a stand-in launcher ------------------------------------------------

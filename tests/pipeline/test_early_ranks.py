@@ -12,7 +12,8 @@ import pytest
 import yaml
 
 from models.supervise import process_alive, run_processes
-from tests.models.helpers import REPO
+from models.rundir import RunDir
+from tests.models.helpers import REPO, rank_pids
 
 STARTED = "started while the data is prepared"
 
@@ -27,15 +28,9 @@ def _dcpipe_run(tmp_path, cfg: dict):
 
 
 def _ranks(work) -> list[int]:
-    """The rank processes of runs under ``work`` (not their launcher)."""
-    def cmdline(pid):
-        try:
-            with open(f"/proc/{pid}/cmdline", "rb") as fh:
-                return fh.read()
-        except OSError:
-            return b""
-    return [p for p in run_processes(str(work / "runs")) if b"models.train" in cmdline(p)
-            and b"horovodrun" not in cmdline(p)]
+    """The rank processes of the early run under ``work`` (its folder exists once they start)."""
+    folders = list((work / "runs").glob("*")) if (work / "runs").is_dir() else []
+    return list(rank_pids(RunDir(folders[0]).plan).values()) if folders else []
 
 
 def _nothing_left(work) -> None:
