@@ -11,11 +11,15 @@ The fortunes example (docs/corpus.md), through dcpipe's own API:
    ``--pretrain-epochs`` epochs (its test perplexity reported);
 3. ``docs/examples/fortunes-finetune.yaml`` prepared with that tokenizer (200 train, 40 val and 160
    test fortunes per class, none of them in the pretraining corpus);
-4. for each seed, two classification runs on that one version with the same epochs, batch, learning
+4. for each seed, three classification runs on that one version with the same epochs, batch, learning
    rate and seed (the seed sets the initial weights of what is not copied, dropout and the order):
-   ``train.init_from: null`` (from scratch) and ``train.init_from: <the pretraining run>``.
+   from scratch with bidirectional attention (the classifier's default), from scratch with causal
+   attention (the fine-tuned one's architecture), and ``train.init_from: <the pretraining run>``
+   (``train.attention: auto``: causal after ``causal_lm``, both ways after ``masked_lm``).
 
-Prints a Markdown table of the held-out (test split) accuracy of both, per seed and on average.
+Prints a Markdown table of the held-out (test split) accuracy of the three, per seed and on
+average, with the fine-tuned run's gain over the same architecture from scratch and over the better
+of the two scratch runs.
 """
 from __future__ import annotations
 
@@ -33,6 +37,9 @@ from pipeline.config import load_config
 from pipeline.job import prepare_only, run
 
 EXAMPLES = Path(__file__).resolve().parents[1] / "docs" / "examples"
+#: the from-scratch arms: the classifier's default (both ways) and the fine-tuned one's attention
+ARMS = {"both_ways": {"init_from": None, "attention": "bidirectional"},
+        "causal": {"init_from": None, "attention": "causal"}}
 
 
 def _quiet(*_args, **_kwargs) -> None:
@@ -75,8 +82,8 @@ def main() -> None:
         pre_epochs = len(json.loads((args.workdir / "runs" / args.pretrained / "history.json").read_text()))
     else:
         pre = train(pre_cfg, args.workdir, str(corpus.ref), args.np, epochs=pre_epochs, objective=args.objective)
-    print(f"pretraining {pre['run_id']} on {corpus.ref}: {args.objective}, {pre_epochs} epochs, test perplexity "
-          f"{pre.get('test_perplexity')}, {pre['train_seconds']:.0f} s", flush=True)
+    print(f"pretraining {pre['run_id']} on {pre['dataset_version']}: {pre['objective']}, {pre_epochs} epochs, "
+          f"test perplexity {pre.get('test_perplexity'):.1f}, {pre['train_seconds']:.0f} s", flush=True)
 
     ft_cfg = load_config(EXAMPLES / "fortunes-finetune.yaml")
     (group,) = ft_cfg.features.groups
@@ -86,30 +93,34 @@ def main() -> None:
     rows = []
     for seed in (int(s) for s in args.seeds.split(",")):
         seeded = ft_cfg.with_overrides(seed=seed)
-        scratch = train(seeded, args.workdir, str(labelled.ref), args.np, epochs=epochs, init_from=None)
-        tuned = train(seeded, args.workdir, str(labelled.ref), args.np, epochs=epochs, init_from=pre["run_id"])
-        rows.append((seed, scratch, tuned))
-        print(f"seed {seed}: scratch {scratch['test_accuracy']:.4f} ({scratch['run_id']}), fine-tuned "
-              f"{tuned['test_accuracy']:.4f} ({tuned['run_id']})", flush=True)
+        runs = {arm: train(seeded, args.workdir, str(labelled.ref), args.np, epochs=epochs, **fields)
+                for arm, fields in ARMS.items()}
+        runs["tuned"] = train(seeded, args.workdir, str(labelled.ref), args.np, epochs=epochs,
+                              init_from=pre["run_id"])
+        rows.append((seed, runs))
+        print(f"seed {seed}: " + ", ".join(f"{arm} {r['test_accuracy']:.4f} ({r['run_id']}, {r['attention']})"
+                                           for arm, r in runs.items()), flush=True)
 
-    n = rows[0][1]
-    print(f"\nfortunes: pretraining {corpus.ref} ({pre_epochs} epochs, {args.np} ranks, test perplexity "
-          f"{pre.get('test_perplexity')}); labelled {labelled.ref}: n_train {n['n_train']}, n_val {n['n_val']}, "
-          f"n_test {n['n_test']}; {epochs} epochs each; {platform.node()}, {os.cpu_count()} cores, "
-          f"{datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC, load {load0:.1f} -> {os.getloadavg()[0]:.1f}, "
-          f"{time.perf_counter() - started:.0f} s in all")
-    print("\n| seed | scratch: test accuracy | fine-tuned: test accuracy | difference | train s (scratch / tuned) |")
-    print("|---|---|---|---|---|")
-    for seed, scratch, tuned in rows:
-        a, b = scratch["test_accuracy"], tuned["test_accuracy"]
-        print(f"| {seed} | {a:.4f} | {b:.4f} | {b - a:+.4f} | {scratch['train_seconds']:.0f} / "
-              f"{tuned['train_seconds']:.0f} |")
+    n = rows[0][1]["tuned"]
+    print(f"\nfortunes: pretraining {pre['dataset_version']} ({pre['objective']}, {pre_epochs} epochs, {args.np} "
+          f"ranks, test perplexity {pre.get('test_perplexity'):.1f}); labelled {labelled.ref}: "
+          f"n_train {n['n_train']}, n_val {n['n_val']}, "
+          f"n_test {n['n_test']}; {epochs} epochs each; fine-tuned attention {n['attention']}; {platform.node()}, "
+          f"{os.cpu_count()} cores, {datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC, load {load0:.1f} -> "
+          f"{os.getloadavg()[0]:.1f}, {time.perf_counter() - started:.0f} s in all")
+    print("\n| seed | scratch, both ways | scratch, causal | fine-tuned | tuned - scratch causal | "
+          "tuned - best scratch |")
+    print("|---|---|---|---|---|---|")
+    columns = {arm: [r[arm]["test_accuracy"] for _, r in rows] for arm in ("both_ways", "causal", "tuned")}
+    for i, (seed, _) in enumerate(rows):
+        _row(seed, *(columns[arm][i] for arm in columns))
     if len(rows) > 1:
-        a = [r[1]["test_accuracy"] for r in rows]
-        b = [r[2]["test_accuracy"] for r in rows]
-        print(f"| mean | {statistics.mean(a):.4f} | {statistics.mean(b):.4f} | "
-              f"{statistics.mean(b) - statistics.mean(a):+.4f} | |")
+        _row("mean", *(statistics.mean(columns[arm]) for arm in columns))
 
+
+def _row(name, both_ways: float, causal: float, tuned: float) -> None:
+    print(f"| {name} | {both_ways:.4f} | {causal:.4f} | {tuned:.4f} | {tuned - causal:+.4f} | "
+          f"{tuned - max(both_ways, causal):+.4f} |")
 
 if __name__ == "__main__":
     main()

@@ -47,12 +47,20 @@ class TrainConfig(BaseModel):
                                 "(network lm_transformer)")
     init_from: str | None = Field(None, description="fine-tune from this finished run's weights (its body); "
                                                     "null = from scratch")
+    attention: Literal["auto", "causal", "bidirectional"] = Field(
+        "auto", description="an lm_transformer classifier's self-attention: causal (each token sees the ones "
+                            "before it) or bidirectional; auto = the way its train.init_from body was pretrained "
+                            "(causal after causal_lm), bidirectional from scratch")
 
     @model_validator(mode="after")
     def _objective_fits_network(self) -> "TrainConfig":
         if self.objective != "classify" and self.network != "lm_transformer":
             raise ValueError(f"train.objective: {self.objective} needs train.network: lm_transformer "
                              f"(got {self.network}); set train.network: lm_transformer")
+        if self.attention != "auto" and (self.network != "lm_transformer" or self.objective != "classify"):
+            raise ValueError(f"train.attention: {self.attention} applies to an lm_transformer classifier only "
+                             f"(train.network {self.network}, train.objective {self.objective}; causal_lm attends "
+                             "causally, masked_lm both ways); remove train.attention")
         return self
 
     @field_validator("compression")

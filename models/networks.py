@@ -14,23 +14,33 @@ import keras
 
 NETWORKS: dict[str, Callable[..., keras.Model]] = {}
 TOKEN_INPUTS: set[str] = set()     # networks over token ids: built with the vocabulary size
+CAUSAL: set[str] = set()           # networks that can attend causally (``causal=True``)
 
 
-def register(name: str, tokens: bool = False):
-    """Decorator: ``@register("cnn")``; ``tokens=True`` for a builder ``(shape, n_classes, vocab_size)``."""
+def register(name: str, tokens: bool = False, causal: bool = False):
+    """Decorator: ``@register("cnn")``; ``tokens=True`` for a builder ``(shape, n_classes, vocab_size)``,
+    ``causal=True`` for one that also takes ``causal``."""
     def wrap(builder):
         NETWORKS[name] = builder
         if tokens:
             TOKEN_INPUTS.add(name)
+        if causal:
+            CAUSAL.add(name)
         return builder
     return wrap
 
 
-def build(name: str, input_shape: tuple[int, ...], n_classes: int, vocab_size: int = 0) -> keras.Model:
+def build(name: str, input_shape: tuple[int, ...], n_classes: int, vocab_size: int = 0,
+          causal: bool = False) -> keras.Model:
     """The network ``name`` for inputs of ``input_shape`` with ``n_classes`` logits
-    (``vocab_size``: token ids are below it; token networks only)."""
+    (``vocab_size``: token ids are below it, token networks only; ``causal``: each token attends to
+    the ones before it, :data:`CAUSAL` networks only)."""
     if name not in NETWORKS:
         raise ValueError(f"unknown network {name!r}; choose one of {sorted(NETWORKS)}")
+    if causal:
+        if name not in CAUSAL:
+            raise ValueError(f"network {name!r} has no causal attention; choose one of {sorted(CAUSAL)}")
+        return NETWORKS[name](tuple(input_shape), n_classes, vocab_size, causal=True)
     if name in TOKEN_INPUTS:
         if vocab_size < 3:
             raise ValueError(f"network {name!r} reads token ids and needs vocab_size >= 3 (got {vocab_size}); "
@@ -151,9 +161,10 @@ def text_transformer(input_shape: tuple[int, ...], n_classes: int, vocab_size: i
     return keras.Model(ids, keras.layers.Dense(n_classes, dtype="float32")(x), name="text_transformer")
 
 
-@register("lm_transformer", tokens=True)
-def lm_transformer(input_shape: tuple[int, ...], n_classes: int, vocab_size: int) -> keras.Model:
+@register("lm_transformer", tokens=True, causal=True)
+def lm_transformer(input_shape: tuple[int, ...], n_classes: int, vocab_size: int, causal: bool = False) -> keras.Model:
     """The pretrainable Transformer of :mod:`models.transformer` with a classification head: the
-    same body a ``causal_lm``/``masked_lm`` pretraining learns (``transformer.transfer_body``)."""
+    same body a ``causal_lm``/``masked_lm`` pretraining learns (``transformer.transfer_body``),
+    attending causally or both ways."""
     from models import transformer
-    return transformer.build("classify", vocab_size, input_shape[0], n_classes)
+    return transformer.build("classify", vocab_size, input_shape[0], n_classes, causal=causal)

@@ -54,6 +54,12 @@ class TrainPlan:
     read_threads, checkpoint_every, logical_shards = map(_setting, ("read_threads", "checkpoint_every",
                                                                     "logical_shards"))
 
+    @property
+    def causal(self) -> bool:
+        """An ``lm_transformer`` classifier attends causally: ``train.attention: causal``, which
+        ``auto`` becomes when fine-tuning a ``causal_lm`` body (:func:`pipeline.pretrained.resolve`)."""
+        return self.train.attention == "causal"
+
     def with_train(self, **changes) -> "TrainPlan":
         """The plan with some training settings changed (validated again)."""
         return replace(self, train=TrainConfig(**{**self.train.model_dump(), **changes}))

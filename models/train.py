@@ -21,7 +21,7 @@ import keras  # noqa: E402
 import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
-from models import checkpoint, compression, data, export, lm, networks  # noqa: E402
+from models import checkpoint, compression, data, export, lm, networks, transformer  # noqa: E402
 from models.telemetry import Telemetry, hparams  # noqa: E402
 from models.launch import EARLY_ENV, RESTARTS_ENV, SUPERVISOR_HOST_ENV, SUPERVISOR_PID_ENV, cancel_path  # noqa: E402
 from models.supervise import process_alive  # noqa: E402
@@ -265,7 +265,8 @@ def train(plan: TrainPlan) -> dict | None:
     first_rows = {split: data.eval_range(tuple(plan.ranges[split]), rank, size)[0] for split in evals}
 
     model = (lm.build(objective, plan.input_shape, plan.vocab_size) if pretraining else
-             networks.build(plan.network, tuple(plan.input_shape), plan.n_classes, vocab_size=plan.vocab_size))
+             networks.build(plan.network, tuple(plan.input_shape), plan.n_classes, vocab_size=plan.vocab_size,
+                            causal=plan.causal))
     optimizer = _optimizer(plan, steps, size, on_gpu)
     optimizer.build(model.trainable_variables)
     compressor = compression.parse(plan.compression)
@@ -366,7 +367,8 @@ def train(plan: TrainPlan) -> dict | None:
     timeline["export_end"] = time.time()
     telemetry.close()
     metrics = {"world_size": size, "compression": plan.compression, "device": "GPU" if on_gpu else "CPU",
-               "network": plan.network, "steps_per_epoch": steps, "global_batch": plan.batch_size * size,
+               "network": plan.network, "attention": transformer.attention_of(model),
+               "steps_per_epoch": steps, "global_batch": plan.batch_size * size,
                "bytes_per_step": bytes_per_step, "resumed_from_step": position.global_step,
                "logical_shards": plan.logical_shards, "restarts": json.loads(os.environ.get(RESTARTS_ENV, "[]")),
                "objective": objective, "init_from": initialised,

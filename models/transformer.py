@@ -5,7 +5,9 @@ a feed-forward layer) serves three heads:
 
 - ``causal_lm``: a decoder: position ``i`` attends to ``j <= i`` of the same document;
 - ``masked_lm``: an encoder: position ``i`` attends to every position of the same document;
-- ``classify``: the encoder, mean-pooled over the non-padding positions, then ``n_classes`` logits.
+- ``classify``: the body, mean-pooled over the non-padding positions, then ``n_classes`` logits;
+  bidirectional by default, causal (``causal=True``) to fine-tune a ``causal_lm`` body the way it
+  was trained.
 
 The language models take ``[tokens, segment]`` (batch, length) int32 as :mod:`pipeline.packing`
 stores them (0 = padding); a classifier takes ``tokens`` alone, one record per row, and its
@@ -101,16 +103,21 @@ class Body(keras.layers.Layer):
 
 
 def build(head: str, vocab_size: int, length: int, n_classes: int = 0,
-          size: TransformerSize = TransformerSize()) -> keras.Model:
+          size: TransformerSize = TransformerSize(), causal: bool = False) -> keras.Model:
     """The model of ``head``: inputs ``[tokens, segment]``, logits over the vocabulary per position
-    (language models) or over ``n_classes`` (classify)."""
+    (language models) or over ``n_classes`` (classify). The heads fix the attention of the language
+    models; ``causal`` sets a classifier's."""
     if head not in HEADS:
         raise ValueError(f"unknown head {head!r}; choose one of {', '.join(HEADS)}")
+    if causal and head != "classify":
+        raise ValueError(f"causal applies to the classify head; {head} attends "
+                         f"{'causally' if head == 'causal_lm' else 'both ways'} by construction")
+    causal = causal or head == "causal_lm"
     tokens = keras.Input((length,), dtype="int32", name="tokens")
     # a classifier reads one record per row: its segment is 1 on the tokens, 0 on padding
     segment = (keras.ops.cast(tokens > 0, "int32") if head == "classify"
                else keras.Input((length,), dtype="int32", name="segment"))
-    x = Body(vocab_size, length, size, causal=head == "causal_lm", name="body")(tokens, segment)
+    x = Body(vocab_size, length, size, causal=causal, name="body")(tokens, segment)
     if head == "classify":
         weights = keras.ops.cast(segment > 0, x.dtype)[:, :, None]
         pooled = keras.ops.sum(x * weights, axis=1) / keras.ops.maximum(keras.ops.sum(weights, axis=1), 1.0)
@@ -119,6 +126,15 @@ def build(head: str, vocab_size: int, length: int, n_classes: int = 0,
         logits = keras.layers.Dense(vocab_size, dtype="float32", name="lm_head")(x)
     inputs = tokens if head == "classify" else [tokens, segment]
     return keras.Model(inputs, logits, name=f"transformer_{head}")
+
+
+def attention_of(model: keras.Model) -> str | None:
+    """``"causal"`` or ``"bidirectional"``: how the model's ``body`` attends; None without one."""
+    try:
+        body = model.get_layer("body")
+    except ValueError:
+        return None
+    return "causal" if body.causal else "bidirectional"
 
 
 def transfer_body(source: keras.Model, target: keras.Model) -> None:

@@ -6,7 +6,10 @@ finished (its ``metrics.json`` and ``model.keras`` written), have trained ``lm_t
 have seen the same sequence length and the same tokenizer as the dataset being fine-tuned (prepare
 it with ``features.groups[].tokenizer_file: <pretraining version>/tokenizer.json``). The plan then
 carries the pretrained ``model.keras`` (``TrainPlan.init_model``) and rank 0 copies its body
-(``models.transformer.transfer_body``) before the broadcast. :func:`record` is what the run's
+(``models.transformer.transfer_body``) before the broadcast. The classifier attends the way the
+body was pretrained unless ``train.attention`` says otherwise: causally after ``causal_lm`` (a
+causal body read both ways sees contexts it never learned; bench/RESULTS-17.md measures it),
+both ways after ``masked_lm``. :func:`record` is what the run's
 ``summary.json`` and ``lineage.json`` keep: the fine-tuned model traces back to the pretraining run
 and its dataset version.
 """
@@ -73,7 +76,10 @@ def resolve(init_from: str, workdir: Workdir, plan: TrainPlan) -> TrainPlan:
         raise UserError(f"{where}: run {run.id} has another vocabulary ({theirs.vocab_size} tokens, from "
                         f"{theirs.dataset_version}) than dataset {plan.dataset_version} ({plan.vocab_size}); "
                         f"prepare it with features.groups[].tokenizer_file: {tokenizer}")
-    return replace(plan, init_model=str(run.model))
+    plan = replace(plan, init_model=str(run.model))
+    if plan.train.attention == "auto":   # attend the way the body learned to: causally after causal_lm
+        plan = plan.with_train(attention="causal" if theirs.train.objective == "causal_lm" else "bidirectional")
+    return plan
 
 
 def record(init_model: str | None) -> dict | None:

@@ -130,7 +130,7 @@ def check_objective(objective: str, ref: store.DatasetRef, manifest: dict) -> No
 
 
 def check_network(network: str, input_shape: list[int], n_classes: int, vocab_size: int,
-                  objective: str = "classify") -> None:
+                  objective: str = "classify", causal: bool = False) -> None:
     """Build the network once here, so that a network that cannot take the input fails in one line
     before any rank starts (not inside every rank)."""
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")   # TensorFlow's start-up notes are not errors
@@ -139,7 +139,7 @@ def check_network(network: str, input_shape: list[int], n_classes: int, vocab_si
         if lm.is_lm(objective):
             lm.build(objective, input_shape, vocab_size)
         else:
-            networks.build(network, tuple(input_shape), n_classes, vocab_size=vocab_size)
+            networks.build(network, tuple(input_shape), n_classes, vocab_size=vocab_size, causal=causal)
     except ValueError as exc:
         raise UserError(f"train.network: {network} cannot take inputs of shape {list(input_shape)} "
                         f"({str(exc).splitlines()[0]}); choose another train.network") from None
@@ -229,7 +229,8 @@ def _finished(summary: dict, metrics: dict, started: dict) -> dict:
     bundle = {"bundle_note": metrics["bundle_note"]} if metrics.get("bundle_note") else {}
     return {**summary, "state": "finished", "finished": now(),
             "world_size": metrics["world_size"], "compression": metrics["compression"],
-            "device": metrics["device"], "test_accuracy": metrics.get("test_accuracy"),
+            "device": metrics["device"], "attention": metrics.get("attention"),
+            "test_accuracy": metrics.get("test_accuracy"),
             "test_loss": metrics["test_loss"], **{k: metrics[k] for k in LM_FIGURES if k in metrics}, **bundle,
             "train_seconds": round(metrics["train_seconds"], 2),
             "restarts": metrics.get("restarts", []),
@@ -253,7 +254,8 @@ def train(cfg: JobConfig, prepared: Prepared, workdir: Workdir, options: LaunchO
         plan = plan_for(cfg, prepared.ref, Path())       # its run_dir is set once the folder exists
         if cfg.train.init_from:
             plan = pretrained.resolve(cfg.train.init_from, workdir, plan)
-        check_network(plan.network, plan.input_shape, plan.n_classes, plan.vocab_size, cfg.train.objective)
+        check_network(plan.network, plan.input_shape, plan.n_classes, plan.vocab_size, cfg.train.objective,
+                      plan.causal)
     run = resumed or (early.run if early is not None else workdir.new_run())
     try:
         with run.lock():

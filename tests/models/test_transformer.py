@@ -80,3 +80,20 @@ def test_lm_transformer_is_a_registered_token_network_that_round_trips(tmp_path)
     assert logits.shape == (2, 4) and logits.dtype == "float32" and "lm_transformer" in networks.TOKEN_INPUTS
     model.save(tmp_path / "m.keras")
     np.testing.assert_allclose(keras.models.load_model(tmp_path / "m.keras")(ids), logits, rtol=1e-5, atol=1e-5)
+
+
+def test_a_causal_classifier_reads_each_token_with_what_came_before_only():
+    model = networks.build("lm_transformer", (LENGTH,), 3, vocab_size=VOCAB, causal=True)
+    body = model.get_layer("body")
+    assert transformer.attention_of(model) == "causal" and body.causal
+    ids = tf.constant([[5, 6, 7, 8, 9, 0, 0, 0]], tf.int32)
+    changed = tf.constant([[5, 6, 7, 8, 13, 0, 0, 0]], tf.int32)         # the last token changed
+    a, b = (body(x, transformer.segments_of(x)).numpy() for x in (ids, changed))
+    assert np.allclose(a[0, :4], b[0, :4], atol=1e-5) and not np.allclose(a[0, 4], b[0, 4])
+    both_ways = networks.build("lm_transformer", (LENGTH,), 3, vocab_size=VOCAB)
+    assert transformer.attention_of(both_ways) == "bidirectional"
+    assert transformer.attention_of(networks.build("cnn", (12, 12, 1), 3)) is None
+    with pytest.raises(ValueError, match="network 'text_transformer' has no causal attention"):
+        networks.build("text_transformer", (LENGTH,), 3, vocab_size=VOCAB, causal=True)
+    with pytest.raises(ValueError, match="causal applies to the classify head; masked_lm attends both ways"):
+        transformer.build("masked_lm", VOCAB, LENGTH, causal=True)

@@ -97,6 +97,7 @@ def test_fine_tuning_starts_every_rank_from_the_pretrained_body(pretrained, fine
     log = (run_dir / "train.log").read_text()
     assert f"[rank 0/2] initial body sha256 {expected}" in log and f"[rank 1/2] initial body sha256 {expected}" in log
     assert summary["state"] == "finished" and summary["objective"] == "classify"
+    assert summary["attention"] == "causal" and metrics["attention"] == "causal"   # as the causal_lm body learned
     assert summary["test_accuracy"] > 0.75                      # two classes: chance is 0.5
     assert Path(summary["bundle"], "bundle.json").is_file()
     # the fine-tuned model traces back to the pretraining run and its dataset version

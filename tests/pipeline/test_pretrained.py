@@ -86,3 +86,23 @@ def test_fine_tuning_another_network_is_one_line(workdir, tmp_path):
     with pytest.raises(UserError, match=r"train\.init_from: .*copies an lm_transformer body but train\.network is "
                                         r"text_transformer; set train\.network: lm_transformer"):
         pretrained.resolve(run.id, workdir, _plan(tmp_path / "new", network="text_transformer"))
+
+
+@pytest.mark.parametrize("objective, attention, expected", [
+    ("causal_lm", "auto", "causal"),              # the classifier attends the way the body learned to
+    ("masked_lm", "auto", "bidirectional"),
+    ("causal_lm", "bidirectional", "bidirectional"),   # an explicit setting is kept
+])
+def test_the_classifier_attends_the_way_its_body_was_pretrained(workdir, tmp_path, objective, attention, expected):
+    run = _finished_run(workdir, objective=objective)
+    plan = _plan(tmp_path / "new").with_train(attention=attention)
+    resolved = pretrained.resolve(run.id, workdir, plan)
+    assert resolved.train.attention == expected and resolved.causal == (expected == "causal")
+    assert not _plan(tmp_path / "scratch").causal       # from scratch, auto is bidirectional
+
+
+def test_attention_is_a_classifier_setting():
+    with pytest.raises(ValueError, match=r"train\.attention: causal applies to an lm_transformer classifier only"):
+        TrainConfig(network="cnn", attention="causal")
+    with pytest.raises(ValueError, match=r"train\.attention: bidirectional applies .* remove train\.attention"):
+        TrainConfig(network="lm_transformer", objective="causal_lm", attention="bidirectional")
