@@ -8,9 +8,11 @@ duplicates. Both sides run the same steps with the same pandas-level functions f
 pipeline.sources / pipeline.validate / pipeline.clean: read the file in byte blocks with exact line
 numbers, parse, validate, drop missing values, drop exact duplicates across the file, z-score
 outliers (flag), cast to uint8. The Dask side runs them as one graph on a LocalCluster (2 worker
-processes x 1 thread); the pandas side runs them block after block in this process, with the
-same global reductions. Both must report identical counts and checksum. Cluster start-up and the
-provenance pass (SHA-256 + UTF-8 check, the same for both) are timed apart. Prints a Markdown table.
+processes x 1 thread), staging the validated rows on disk between the whole-file passes as
+prepare does (``--no-staging``: holding them in worker memory); the pandas side runs them block
+after block in this process, with the same global reductions. Both must report identical counts
+and checksum. Cluster start-up and the provenance pass (SHA-256 + UTF-8 check, the same for both)
+are timed apart. Prints a Markdown table.
 """
 from __future__ import annotations
 
@@ -19,6 +21,7 @@ import gzip
 import json
 import os
 import platform
+import shutil
 import tempfile
 import time
 from pathlib import Path
@@ -96,11 +99,11 @@ def summary(n_in, n_out, reasons: dict, dups, flagged, checksum) -> dict:
             "duplicates_dropped": int(dups), "outliers_flagged": int(flagged), "checksum": int(checksum)}
 
 
-def run_dask(path: Path, client, blocksize: int) -> dict:
+def run_dask(path: Path, client, blocksize: int, staging: Path | None) -> dict:
     src = SourceConfig(path=str(path), blocksize=blocksize)
     records = delimited_records(src, SCHEMA, ",")   # what read() builds, minus the provenance pass (timed apart)
     checked = validate(records, SCHEMA)
-    cleaned = clean(checked.rows, CLEAN, SCHEMA)
+    cleaned = clean(checked.rows, CLEAN, SCHEMA, staging=staging)   # as prepare does: staged between passes
     rows = cleaned.rows
     quarantine = dd.concat([checked.quarantine, cleaned.quarantine])
     pcols = value_columns(SCHEMA)
@@ -157,6 +160,8 @@ def main() -> None:
     parser.add_argument("--grow-from", type=int, default=0, metavar="MB",
                         help="make the CSV from copies of an earlier run's gen_MBmb.csv in --dir (kept) if it is there")
     parser.add_argument("--keep", action="store_true", help="keep the generated CSV (default: removed after)")
+    parser.add_argument("--no-staging", action="store_true",
+                        help="Dask side in one graph from the parsed rows, without staging them on disk")
     args = parser.parse_args()
     folder = Path(args.dir or tempfile.mkdtemp(prefix="dcpipe-bench-ingest-"))
     path = folder / f"gen_{args.mb}mb.csv"
@@ -189,18 +194,24 @@ def main() -> None:
         t_start = time.perf_counter() - t
         load_dask = os.getloadavg()[0]
         t, cpu, peaks = time.perf_counter(), tree_cpu(), PeakMemory().start()
-        dask_result = run_dask(path, client, blocksize)
+        scratch = None if args.no_staging else Path(tempfile.mkdtemp(prefix="scratch-", dir=folder))
+        dask_result = run_dask(path, client, blocksize, scratch)
         t_dask, cpu_dask, peak = time.perf_counter() - t, tree_cpu() - cpu, peaks.stop()
+        staged_mib = sum(p.stat().st_size for p in scratch.iterdir()) / 2**20 if scratch else 0
+        if scratch:
+            shutil.rmtree(scratch)
         limit = client.run(lambda dask_worker: dask_worker.memory_manager.memory_limit)
     print(f"dask:   {t_dask:.1f} s {dask_result}", flush=True)
     mib = {k: round(v / 2**20) for k, v in sorted(peak.items())}
+    print(f"staged on disk: {staged_mib:.0f} MiB" if staged_mib else "not staged", flush=True)
     print(f"peak RSS (MiB) during the Dask run: {mib}; worker memory limit "
           f"{sorted({round((v or 0) / 2**20) for v in limit.values()})} MiB", flush=True)
     if args.json:
         with open(args.json, "a") as fh:
             fh.write(json.dumps({"mb": args.mb, "records": dask_result["records_in"], "dask_s": t_dask,
                                  "dask_cpu_s": cpu_dask, "pandas_s": t_pandas, "pandas_cpu_s": cpu_pandas,
-                                 "peak_mib": mib, "load_end": os.getloadavg()[0]}) + "\n")
+                                 "peak_mib": mib, "staged_mib": round(staged_mib),
+                                 "load_end": os.getloadavg()[0]}) + "\n")
     size = path.stat().st_size / 2**20
     if not args.keep and path != base:
         path.unlink()

@@ -10,6 +10,7 @@ The stages are lazy functions; this module wires them together, persists the spl
 from __future__ import annotations
 
 import dataclasses
+import shutil
 import time
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -162,8 +163,9 @@ def _is_text(cfg: JobConfig) -> bool:
     return cfg.source.is_text
 
 
-def _stages(records, cfg: JobConfig):
-    """(split rows, quarantine, cleaning counts) of the records; lazy."""
+def _stages(records, cfg: JobConfig, scratch: Path):
+    """(split rows, quarantine, cleaning counts) of the records; lazy. Tables stage their validated
+    rows in ``scratch`` between the whole-file cleaning passes (:mod:`pipeline.clean.staging`)."""
     if _is_text(cfg):
         checked = (validate_labels if cfg.source.labelled else validate_unlabelled)(records, cfg.schema)
         cleaned = clean_labelled_text(checked.rows, cfg.clean)
@@ -171,7 +173,7 @@ def _stages(records, cfg: JobConfig):
             checked = dataclasses.replace(checked, quarantine=with_duplicate_of(checked.quarantine))
     else:
         checked = validate(records, cfg.schema)
-        cleaned = clean(checked.rows, cfg.clean, cfg.schema)
+        cleaned = clean(checked.rows, cfg.clean, cfg.schema, staging=scratch)
     quarantine = dd.concat([checked.quarantine, cleaned.quarantine])
     return features.assign_split(cleaned.rows, cfg.split, cfg.seed), quarantine, cleaned.counts
 
@@ -204,6 +206,15 @@ def prepare(cfg: JobConfig, root: Path, client: Client, log=print, show_progress
     located = located or locate(cfg, root, log)
     if located.cached is not None:
         return located.cached
+    scratch = store.scratch_folder(located.ref.root, located.ref.name, located.ref.version)
+    try:
+        return _prepare(cfg, client, log, show_progress, located, scratch, start)
+    finally:   # the staged rows are needed until the version is written (a lost worker recomputes from them)
+        shutil.rmtree(scratch, ignore_errors=True)
+
+
+def _prepare(cfg: JobConfig, client: Client, log, show_progress: bool, located: Located, scratch: Path,
+             start: float) -> Prepared:
     ingested, ref = located.ingested, located.ref
     sources = ingested.inputs
 
@@ -212,7 +223,7 @@ def prepare(cfg: JobConfig, root: Path, client: Client, log=print, show_progress
     # is byte-identical however many workers wrote it.
     records = ingested.records
     records = records.repartition(npartitions=max(records.npartitions, MIN_PARTITIONS))
-    rows, quarantine, cleaning = _stages(records, cfg)
+    rows, quarantine, cleaning = _stages(records, cfg, scratch)
     rows, quarantine, counts = _counts(rows, quarantine, records, client, show_progress, cleaning, cfg, log)
     if sum(counts.lengths) == 0:
         raise _nothing_valid(quarantine, counts.n_in, cfg)

@@ -54,9 +54,18 @@ def _drop(frame: pd.DataFrame, table: pd.DataFrame) -> tuple[pd.DataFrame, int]:
     return frame[~flags], int(flags.sum())
 
 
-def drop_duplicates(rows: dd.DataFrame, columns: list[str]):
-    """(rows without exact duplicates of ``label`` + ``columns``, lazy count dropped)."""
+def duplicate_table(rows: dd.DataFrame, columns: list[str]) -> dd.DataFrame:
+    """A one-partition lazy frame: (source, line) of every exact duplicate of ``label`` + ``columns``."""
     meta = _drop_table(rows._meta[["source", "line"]].assign(h=pd.Series(dtype="uint64")))
-    table = gather(rows, partial(_keys, columns=["label", *columns]), _drop_table, meta, name="clean-dup-keys")
+    return gather(rows, partial(_keys, columns=["label", *columns]), _drop_table, meta, name="clean-dup-keys")
+
+
+def apply_duplicates(rows: dd.DataFrame, table: dd.DataFrame):
+    """(rows without the ones :func:`duplicate_table` names, lazy count dropped)."""
     kept, dropped = per_partition(rows, _drop, (rows._meta, None), table, name="clean-dup-flags")
     return kept, total(dropped)
+
+
+def drop_duplicates(rows: dd.DataFrame, columns: list[str]):
+    """(rows without exact duplicates of ``label`` + ``columns``, lazy count dropped)."""
+    return apply_duplicates(rows, duplicate_table(rows, columns))

@@ -9,7 +9,6 @@ import dask.dataframe as dd
 import numpy as np
 import pandas as pd
 
-from pipeline.clean._lazy import broadcast
 from pipeline.config import MissingPolicy
 from pipeline.partitions import per_partition, value_block
 from pipeline.validate import quarantine_records
@@ -27,12 +26,10 @@ def _split(frame: pd.DataFrame, columns: list[str]) -> tuple[pd.DataFrame, pd.Da
     return frame[~missing], quarantine_records(frame[missing], "missing_value")
 
 
-def handle_missing(rows: dd.DataFrame, columns: list[str], policy: MissingPolicy):
-    """(rows without missing values, quarantined rows, lazy count of imputed values)."""
-    if policy.strategy == "drop":   # one pass per partition gives both outputs
-        metas = (rows._meta, quarantine_records(rows._meta, "missing_value"))
-        kept, quarantine = per_partition(rows, _split, metas, columns, name="clean-missing")
-        return kept, quarantine, 0
+def missing_stats(rows: dd.DataFrame, columns: list[str], policy: MissingPolicy):
+    """(fill values, lazy count of missing values) for imputing, or None when rows are dropped."""
+    if policy.strategy == "drop":
+        return None
     n_missing = rows[columns].isna().sum().sum()
     if policy.strategy == "constant":
         fill = policy.fill_value
@@ -40,6 +37,23 @@ def handle_missing(rows: dd.DataFrame, columns: list[str], policy: MissingPolicy
         fill = rows[columns].mean().fillna(policy.fill_value)
     else:
         fill = rows[columns].quantile(0.5).fillna(policy.fill_value)
-    filled = rows.map_partitions(_fill, columns, broadcast(fill), meta=rows._meta, token="clean-impute")
+    return fill, n_missing
+
+
+def apply_missing(rows: dd.DataFrame, columns: list[str], policy: MissingPolicy, stats):
+    """(rows without missing values, quarantined rows, lazy count of imputed values), given
+    :func:`missing_stats` of the same rows."""
+    if policy.strategy == "drop":   # one pass per partition gives both outputs
+        metas = (rows._meta, quarantine_records(rows._meta, "missing_value"))
+        kept, quarantine = per_partition(rows, _split, metas, columns, name="clean-missing")
+        return kept, quarantine, 0
+    fill, n_missing = stats
+    # fill: a number, or a one-partition lazy Series given whole to every partition (in the same graph)
+    filled = rows.map_partitions(_fill, columns, fill, meta=rows._meta, token="clean-impute")
     empty = rows._meta[["source", "line", "raw"]].assign(reason=pd.Series(dtype="string"))
     return filled, dd.from_pandas(empty, npartitions=1), n_missing
+
+
+def handle_missing(rows: dd.DataFrame, columns: list[str], policy: MissingPolicy):
+    """(rows without missing values, quarantined rows, lazy count of imputed values)."""
+    return apply_missing(rows, columns, policy, missing_stats(rows, columns, policy))

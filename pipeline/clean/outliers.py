@@ -51,7 +51,7 @@ def _iqr_table(q1: pd.Series, q3: pd.Series, factor: float) -> pd.DataFrame:
     return pd.DataFrame({"low": q1 - factor * iqr, "high": q3 + factor * iqr})
 
 
-def _bounds(rows: dd.DataFrame, columns: list[str], policy: OutlierPolicy) -> dd.DataFrame:
+def outlier_bounds(rows: dd.DataFrame, columns: list[str], policy: OutlierPolicy) -> dd.DataFrame:
     """A one-partition lazy frame of ``low`` and ``high`` per column."""
     if policy.method == "zscore":
         return gather(rows, partial(_moments, columns=columns),
@@ -83,11 +83,16 @@ def _apply(frame: pd.DataFrame, columns: list[str], bounds: pd.DataFrame, action
     return kept, quarantine_records(marked.iloc[:0], "outlier"), *counts
 
 
-def handle_outliers(rows: dd.DataFrame, columns: list[str], policy: OutlierPolicy):
-    """(rows, quarantined rows, lazy count of outlier rows, lazy count of outlier values)."""
-    bounds = _bounds(rows, columns, policy)
+def apply_outliers(rows: dd.DataFrame, columns: list[str], policy: OutlierPolicy, bounds: dd.DataFrame):
+    """(rows, quarantined rows, lazy count of outlier rows, lazy count of outlier values), given
+    :func:`outlier_bounds` of the same rows."""
     kept_meta = rows._meta.assign(outlier=pd.Series(dtype=bool)) if policy.action == "flag" else rows._meta
     metas = (kept_meta, quarantine_records(rows._meta, "outlier"), None, None)
     kept, quarantine, n_rows, n_values = per_partition(rows, _apply, metas, columns, bounds, policy.action,
                                                        name="clean-outliers")
     return kept, quarantine, total(n_rows), total(n_values)
+
+
+def handle_outliers(rows: dd.DataFrame, columns: list[str], policy: OutlierPolicy):
+    """(rows, quarantined rows, lazy count of outlier rows, lazy count of outlier values)."""
+    return apply_outliers(rows, columns, policy, outlier_bounds(rows, columns, policy))

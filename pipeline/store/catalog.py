@@ -11,8 +11,8 @@ import xarray as xr
 
 from pipeline.errors import UserError
 from pipeline.store import checksums
-from pipeline.store.layout import (LATEST, TRASH_PREFIX, DatasetRef, dataset_names, drop_lock_file, leftovers,
-                                   lock_files, version_lock, version_of_leftover, versions)
+from pipeline.store.layout import (LATEST, TRASH_PREFIX, DatasetRef, dataset_names, dead_scratch, drop_lock_file,
+                                   leftovers, lock_files, version_lock, version_of_leftover, versions)
 from pipeline.store.refs import is_rejected, resolve, tags
 
 
@@ -130,8 +130,8 @@ def _stale_locks(root: Path, dataset: str, dry_run: bool) -> list[Path]:
 
 def gc(root: Path, keep: int, name: str | None = None, dry_run: bool = False,
        protected: dict[DatasetRef, list[str]] | None = None) -> Collected:
-    """Keep the ``keep`` newest versions of each dataset; delete older ones, dead staging folders and
-    stale lock files.
+    """Keep the ``keep`` newest versions of each dataset; delete older ones, dead staging and scratch
+    folders and stale lock files.
 
     Never removed: a version in ``protected`` (ref -> ids of the runs that reference it), a tagged
     version, and the newest version that passed its gates (what ``latest`` resolves to).
@@ -159,5 +159,9 @@ def gc(root: Path, keep: int, name: str | None = None, dry_run: bool = False,
                     cleaned.append(path)
                     if not dry_run:
                         shutil.rmtree(path, ignore_errors=True)
+        for path in dead_scratch(Path(root) / dataset):   # a killed prepare's staged rows
+            cleaned.append(path)
+            if not dry_run:
+                shutil.rmtree(path, ignore_errors=True)
         cleaned += _stale_locks(root, dataset, dry_run)
     return Collected(removed, cleaned, kept)

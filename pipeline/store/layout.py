@@ -8,6 +8,7 @@ Layout under a root folder::
     <root>/<dataset>/<version>/quarantine.parquet   rows that failed validation, with their reason
     <root>/<dataset>/.staging-<version>-<pid>-<tag> a version being written (never read)
     <root>/<dataset>/.lock-<version>                flock(2) held by the one writer of that version
+    <root>/<dataset>/.scratch-<version>-<pid>-<tag> rows a prepare staged between cleaning passes
     <root>/<dataset>/tags.json                      tag -> version (``refs``)
 """
 from __future__ import annotations
@@ -29,6 +30,7 @@ QUARANTINE = "quarantine.parquet"
 STAGING_PREFIX = ".staging-"
 TRASH_PREFIX = ".trash-"
 LOCK_PREFIX = ".lock-"
+SCRATCH_PREFIX = ".scratch-"
 NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 VERSION_RE = re.compile(r"^[0-9a-f]{8,64}$")
 LATEST = "latest"
@@ -176,3 +178,32 @@ def version_of_leftover(path: Path) -> str:
         if path.name.startswith(prefix):
             return path.name[len(prefix):].split("-", 1)[0]
     raise ValueError(f"{path} is not a staging or trash folder")
+
+
+def scratch_folder(root: Path, name: str, version: str) -> Path:
+    """A new folder name for one prepare's intermediate files of ``version`` (every worker must see
+    ``root``, as for the store); the prepare removes it, gc removes one whose process is gone."""
+    tag = os.urandom(3).hex()
+    return Path(root) / check_name(name) / f"{SCRATCH_PREFIX}{check_version(version)}-{os.getpid()}-{tag}"
+
+
+def dead_scratch(folder: Path) -> list[Path]:
+    """Scratch folders of a dataset folder whose prepare process no longer runs (on this host)."""
+    if not folder.is_dir():
+        return []
+    out = []
+    for path in folder.iterdir():
+        parts = path.name[len(SCRATCH_PREFIX):].split("-") if path.name.startswith(SCRATCH_PREFIX) else []
+        if len(parts) == 3 and parts[1].isdigit() and not _alive(int(parts[1])):
+            out.append(path)
+    return sorted(out)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True

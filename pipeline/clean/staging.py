@@ -1,0 +1,98 @@
+"""Staging: validated rows written to disk once, read back by each whole-file pass of the clean stage.
+
+Dropping exact duplicates and bounding outliers (and imputing a mean or median) need statistics of
+the whole file before any partition can be finished. Computed in one graph from the parsed rows,
+every partition's rows (float64 values and their raw lines, about 4x the CSV) wait in worker memory
+until the statistics are known: memory grows with the input and workers spill past a few GB.
+Staged, each partition is parsed and validated once, written here and released; every pass
+(:func:`pipeline.clean.clean`) then reads the files again, one partition at a time, so worker
+memory stays that of a few partitions whatever the input size.
+
+A partition is two files named by a fresh id: ``<id>.npy``, the value block in the narrowest dtype
+that holds every value exactly (:func:`exact_dtype`; uint8 for images), and ``<id>.arrow``, the
+other columns (source, line, raw text, label) as lz4-compressed Arrow. The read gives back the
+frame that was written, values float64 again, so every later step sees exactly what it saw
+without staging. The folder must be one every worker can read and write (the dataset root);
+whoever stages removes it when the rows it feeds are computed (``prepare`` after publishing).
+"""
+from __future__ import annotations
+
+import os
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+
+import dask.dataframe as dd
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.feather as feather
+
+from pipeline.partitions import per_partition, value_block
+
+RECEIPT_META = pd.DataFrame({"id": pd.Series(dtype="string"), "n": pd.Series(dtype="int64")})
+#: tried in order; the first that holds a block exactly is the one stored
+NARROW = tuple(np.dtype(t) for t in ("uint8", "int16", "int32", "float32"))
+
+
+def exact_dtype(values: np.ndarray) -> np.dtype:
+    """The narrowest dtype of :data:`NARROW` that holds every value of ``values`` exactly (else its own)."""
+    if values.size == 0:
+        return NARROW[0]
+    has_nan = np.isnan(values).any() if values.dtype.kind == "f" else False
+    for dtype in NARROW:
+        if has_nan and dtype.kind != "f":
+            continue
+        with np.errstate(invalid="ignore", over="ignore"):
+            narrow = values.astype(dtype)
+        if np.array_equal(narrow, values, equal_nan=has_nan):
+            return dtype
+    return values.dtype
+
+
+def _write(frame: pd.DataFrame, folder: str, columns: list[str]) -> tuple[pd.DataFrame]:
+    """Write one partition; its receipt (one row: file id, rows) is what the passes depend on."""
+    ident = uuid.uuid4().hex   # a task run again (lost worker) writes new files; its receipt names them
+    base = Path(folder) / ident
+    values = value_block(frame, columns)
+    np.save(base.with_suffix(".tmp.npy"), values.astype(exact_dtype(values), copy=False))
+    os.replace(base.with_suffix(".tmp.npy"), base.with_suffix(".npy"))   # atomic: never half a file
+    head = pa.Table.from_pandas(frame.drop(columns=columns), preserve_index=True)
+    feather.write_feather(head, base.with_suffix(".tmp.arrow"), compression="lz4")
+    os.replace(base.with_suffix(".tmp.arrow"), base.with_suffix(".arrow"))
+    return (pd.DataFrame({"id": pd.array([ident], dtype="string"), "n": np.asarray([len(frame)], dtype="int64")}),)
+
+
+def _read(receipt: pd.DataFrame, folder: str, order: list[str], columns: list[str], pass_name: str,
+          *after) -> tuple[pd.DataFrame]:
+    """The partition a receipt names, as it was written (``pass_name`` keeps each pass's tasks apart,
+    ``after`` are statistics the read waits for and ignores)."""
+    base = Path(folder) / receipt["id"].iloc[0]
+    head = feather.read_table(base.with_suffix(".arrow"), memory_map=True).to_pandas()
+    values = np.load(base.with_suffix(".npy")).astype("float64")
+    frame = pd.concat([head, pd.DataFrame(values, columns=columns, index=head.index)], axis=1)
+    return (frame if list(frame.columns) == order else frame[order],)
+
+
+@dataclass(frozen=True)
+class Staged:
+    """Rows staged in ``folder``; each :meth:`read` is a new lazy read of every partition."""
+
+    receipts: dd.DataFrame
+    folder: str
+    meta: pd.DataFrame
+    columns: list
+
+    def read(self, pass_name: str, after: tuple = ()) -> dd.DataFrame:
+        """The staged rows, read by tasks of their own (named ``clean-read-<pass_name>``) that start
+        only when the lazy statistics ``after`` are known: a partition read is used at once by the
+        pass's steps, never held while a whole-file statistic is computed."""
+        return per_partition(self.receipts, _read, (self.meta,), self.folder, list(self.meta.columns), self.columns,
+                             pass_name, *after, name=f"clean-read-{pass_name}")[0]
+
+
+def stage(rows: dd.DataFrame, folder: Path, columns: list[str]) -> Staged:
+    """Write every partition of ``rows`` to ``folder`` (lazily: when a pass that reads it is computed)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    receipts = per_partition(rows, _write, (RECEIPT_META,), str(folder), list(columns), name="clean-stage")[0]
+    return Staged(receipts, str(folder), rows._meta, list(columns))

@@ -1,0 +1,126 @@
+"""Staging validated rows on disk between the whole-file cleaning passes (pipeline.clean.staging)."""
+import json
+import os
+import re
+import signal
+import subprocess
+import threading
+import time
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from pipeline import store
+from pipeline.clean import clean
+from pipeline.clean.staging import exact_dtype
+from pipeline.cluster import local_client
+from pipeline.config import CleanConfig, MissingPolicy, OutlierPolicy
+from pipeline.prepare import prepare
+from tests.conftest import small_config, take_balanced
+from tests.pipeline.test_clean import SCHEMA, _compute, _rows
+
+
+@pytest.mark.parametrize("values, dtype", [
+    ([0, 7, 255], "uint8"), ([-3, 300], "int16"), ([70000, 0], "int32"), ([0.5, 2.0], "float32"),
+    ([0.1], "float64"), ([1.0, np.nan], "float32"), ([], "uint8"),
+])
+def test_exact_dtype_is_the_narrowest_that_holds_every_value(values, dtype):
+    block = np.asarray(values, dtype="float64").reshape(-1, 1)
+    assert exact_dtype(block) == np.dtype(dtype)
+    assert np.array_equal(block.astype(exact_dtype(block)).astype("float64"), block, equal_nan=True)
+
+
+def _values(n=240):
+    values = np.stack([np.arange(n) % 100, np.arange(n) // 100], axis=1).astype("float64")   # all distinct
+    values[5, 0] = np.nan                    # missing
+    values[[10, 77, 200]] = values[3]        # duplicates (200 in another partition)
+    values[50, 1] = 100                      # an outlier
+    return values
+
+
+@pytest.mark.parametrize("cfg", [
+    CleanConfig(),
+    CleanConfig(outliers=OutlierPolicy(method="zscore", action="drop", z_threshold=3)),
+    CleanConfig(missing=MissingPolicy(strategy="mean"), outliers=OutlierPolicy(method="iqr", action="clip")),
+    CleanConfig(missing=MissingPolicy(strategy="median"), duplicates="keep",
+                outliers=OutlierPolicy(method="zscore", action="flag", z_threshold=3)),
+], ids=["duplicates", "zscore-drop", "mean-iqr-clip", "median-flag"])
+def test_staged_clean_gives_the_rows_quarantine_and_counts_of_the_in_memory_one(cfg, tmp_path):
+    got = []
+    for staging in (None, tmp_path / "scratch"):
+        done = clean(_rows(_values(), npartitions=4), cfg, SCHEMA, staging=staging)
+        got.append(_compute(done.rows, done.quarantine, done.counts))
+    (rows, quarantine, counts), (s_rows, s_quarantine, s_counts) = got
+    pd.testing.assert_frame_equal(s_rows, rows)
+    pd.testing.assert_frame_equal(s_quarantine, quarantine)
+    assert s_counts == counts and counts["duplicates_dropped"] == (3 if cfg.duplicates == "drop" else 0)
+    outliers = sum(v for k, v in counts.items() if k.startswith("outlier_rows"))
+    assert outliers >= 1 if cfg.outliers.method != "none" else "outlier_values" not in counts
+    staged = sorted(p.suffix for p in (tmp_path / "scratch").iterdir())
+    assert staged == [".arrow"] * 4 + [".npy"] * 4          # each partition once, however many passes
+    narrow = {str(np.load(p).dtype) for p in (tmp_path / "scratch").glob("*.npy")}
+    assert narrow == ({"float32", "uint8"} if cfg.missing.strategy != "drop" else {"uint8"})   # NaN: a float
+
+
+def test_every_read_of_the_last_pass_waits_for_the_statistics(tmp_path):
+    """A read task that could start before the duplicate table is known would hold its rows meanwhile."""
+    done = clean(_rows(_values(), npartitions=4), CleanConfig(), SCHEMA, staging=tmp_path)
+    graph = dict(done.rows.__dask_graph__())
+
+    def deps(key):
+        return {d if isinstance(d, str) else d[0] for d in graph[key].dependencies}
+
+    def tasks(prefix):
+        return [k for k in graph if isinstance(k, tuple) and re.fullmatch(prefix + "-[0-9a-f]{32}", k[0])]
+    reads, flags = tasks("clean-read-rows"), tasks("clean-dup-flags")
+    assert len(reads) == len(flags) == 4
+    table = set.union(*(deps(k) for k in flags)) - {d for k in flags for d in deps(k) if d.startswith("clean-read")}
+    assert len(table) == 1                  # the one-partition duplicate table every partition is given
+    assert all(table <= deps(k) for k in reads), [deps(k) for k in reads]
+
+
+def test_gc_removes_the_scratch_of_a_killed_prepare_only(tmp_path):
+    gone = subprocess.Popen(["sleep", "30"])
+    gone.kill()
+    gone.wait()
+    dead = tmp_path / "tiny" / f".scratch-{'a' * 16}-{gone.pid}-abcdef"
+    live = tmp_path / "tiny" / f".scratch-{'b' * 16}-{os.getpid()}-abcdef"
+    for folder in (dead, live):
+        folder.mkdir(parents=True)
+        (folder / "x.npy").write_bytes(b"")
+    assert store.gc(tmp_path, keep=1, name="tiny").cleaned == [dead]
+    assert not dead.exists() and live.exists()
+
+
+def test_a_worker_killed_while_passes_read_the_staged_rows_loses_nothing(tmp_path, mnist_lines):
+    """SIGKILL one of two workers once the rows are staged; the nanny restarts it, Dask recomputes
+    what it held (from the staged files, or by staging again) and the version is the undisturbed one."""
+    csv = tmp_path / "m.csv"
+    csv.write_text("\n".join(take_balanced(mnist_lines, 250) * 2) + "\n")   # 5,000 rows, half duplicates
+    cfg = small_config(csv, source={"blocksize": 1 << 20}, augment={"copies": 0})
+    indexes, killed = [], []
+    for root in (tmp_path / "calm", tmp_path / "killed"):
+        with local_client(cfg.cluster, log=lambda *_: None) as client:
+            pids = client.run(os.getpid)
+            stop = threading.Event()
+
+            def kill_once_staged(root=root, pids=pids, stop=stop):
+                while not stop.is_set():
+                    if any(root.glob("*/.scratch-*/*.npy")):
+                        os.kill(next(iter(pids.values())), signal.SIGKILL)
+                        killed.append(time.time())
+                        return
+                    time.sleep(0.05)
+            watcher = threading.Thread(target=kill_once_staged, daemon=True)
+            if root.name == "killed":
+                watcher.start()
+            try:
+                done = prepare(cfg, root, client, log=lambda *_: None, show_progress=False)
+            finally:
+                stop.set()
+        indexes.append(json.loads((done.ref.path / "checksums.json").read_text())["files"])
+        assert done.manifest["duplicates_dropped"] == 2500 and done.manifest["records_in"] == 5000
+        assert not list(root.glob("*/.scratch-*")), "prepare leaves no staged rows behind"
+    assert len(killed) == 1, "the worker was not killed: the staged passes finished first"
+    assert indexes[0] == indexes[1]
