@@ -20,16 +20,19 @@ from pathlib import Path
 
 import dask.dataframe as dd
 
-from pipeline.clean.coerce import coerce, value_dtype
-from pipeline.clean.duplicates import apply_duplicates, drop_duplicates, duplicate_table
-from pipeline.clean.missing import apply_missing, handle_missing, missing_stats
+import pandas as pd
+
+from pipeline.clean.coerce import _cast, coerce, value_dtype
+from pipeline.clean.duplicates import drop_duplicates, duplicate_table, without_duplicates
+from pipeline.clean.missing import handle_missing, missing_fill, missing_split, missing_stats
 from pipeline.clean.near_duplicates import drop_near_duplicates
-from pipeline.clean.outliers import apply_outliers, handle_outliers, outlier_bounds
-from pipeline.clean.staging import stage
+from pipeline.clean.outliers import handle_outliers, mark_outliers, outlier_bounds, outlier_meta
 from pipeline.clean.quality import filter_quality
+from pipeline.clean.staging import stage
 from pipeline.clean.text import clean_text
 from pipeline.config import CleanConfig, SchemaConfig
-from pipeline.validate import value_columns
+from pipeline.partitions import per_partition, total
+from pipeline.validate import quarantine_records, value_columns
 
 
 @dataclass(frozen=True)
@@ -43,82 +46,142 @@ class CleanResult:
 
 @dataclass(frozen=True)
 class _Step:
-    """One cleaning step: whole-file statistics of the rows it gets (None: needs none), and the
-    per-partition apply that gives (rows, quarantined rows or None, lazy counts by name)."""
+    """One cleaning step, split into what a pass over the rows needs.
+
+    ``stats(rows) -> (known, lazy counts by name)``: the whole-file statistic every partition is
+    given (None: the step needs none); ``part(frame, known) -> (kept, quarantined or None, counts)``:
+    the step on one partition, ``counts`` the ints named by ``counts``; ``meta`` the kept rows' meta.
+    """
 
     stats: Callable | None
-    apply: Callable
+    part: Callable
+    counts: tuple[str, ...] = ()
+    quarantines: bool = False
+    meta: Callable = field(default=lambda meta: meta)   # build time only: never sent to a worker
 
 
 def _steps(cfg: CleanConfig, columns: list[str]) -> list[_Step]:
-    steps = [_Step(None if cfg.missing.strategy == "drop" else partial(missing_stats, columns=columns,
-                                                                        policy=cfg.missing),
-                   partial(_missing, columns=columns, policy=cfg.missing))]
+    if cfg.missing.strategy == "drop":
+        steps = [_Step(None, partial(_missing_drop, columns=columns), quarantines=True)]
+    else:
+        steps = [_Step(partial(_missing_stats, columns=columns, policy=cfg.missing),
+                       partial(_missing_fill, columns=columns))]
     if cfg.duplicates == "drop":
-        steps.append(_Step(partial(duplicate_table, columns=columns), _duplicates))
+        steps.append(_Step(partial(_duplicates_stats, columns=columns), _duplicates, ("duplicates_dropped",)))
     if cfg.outliers.method != "none":
-        steps.append(_Step(partial(outlier_bounds, columns=columns, policy=cfg.outliers),
-                           partial(_outliers, columns=columns, policy=cfg.outliers)))
+        action = cfg.outliers.action
+        steps.append(_Step(partial(_outliers_stats, columns=columns, policy=cfg.outliers),
+                           partial(_outliers, columns=columns, action=action),
+                           (f"outlier_rows_{action}", "outlier_values"), quarantines=True,
+                           meta=partial(outlier_meta, action=action)))
     return steps
 
 
-def _missing(rows, stats, columns, policy):
-    kept, quarantine, imputed = apply_missing(rows, columns, policy, stats)
-    return kept, quarantine, {"values_imputed": imputed}
+def _missing_drop(frame, known, columns):
+    kept, quarantine = missing_split(frame, columns)
+    return kept, quarantine, ()
 
 
-def _duplicates(rows, table):
-    kept, dropped = apply_duplicates(rows, table)
-    return kept, None, {"duplicates_dropped": dropped}
+def _missing_stats(rows, columns, policy):
+    fill, n_missing = missing_stats(rows, columns, policy)
+    return fill, {"values_imputed": n_missing}
 
 
-def _outliers(rows, bounds, columns, policy):
-    kept, quarantine, n_rows, n_values = apply_outliers(rows, columns, policy, bounds)
-    return kept, quarantine, {f"outlier_rows_{policy.action}": n_rows, "outlier_values": n_values}
+def _missing_fill(frame, fill, columns):
+    return missing_fill(frame, columns, fill), None, ()
+
+
+def _duplicates_stats(rows, columns):
+    return duplicate_table(rows, columns), {}
+
+
+def _duplicates(frame, table):
+    kept, dropped = without_duplicates(frame, table)
+    return kept, None, (dropped,)
+
+
+def _outliers_stats(rows, columns, policy):
+    return outlier_bounds(rows, columns, policy), {}
+
+
+def _outliers(frame, bounds, columns, action):
+    kept, quarantine, n_rows, n_values = mark_outliers(frame, columns, bounds, action)
+    return kept, quarantine, (n_rows, n_values)
+
+
+def _run(source, read, parts: list, cast, with_quarantine: bool, *known) -> tuple:
+    """One task of a pass: the partition (read back from its receipt when staged), through ``parts``
+    in order, cast when it is the last pass: (rows, [their quarantine], *counts)."""
+    frame = source if read is None else read(source)
+    quarantined, counts = [], []
+    for part, arg in zip(parts, known):
+        frame, quarantine, n = part(frame, arg)
+        quarantined += [quarantine] if quarantine is not None else []
+        counts += n
+    frame = frame if cast is None else cast(frame)
+    if not with_quarantine:
+        return (frame, *counts)
+    return (frame, pd.concat(quarantined) if len(quarantined) > 1 else quarantined[0], *counts)
+
+
+def _pass(base: dd.DataFrame, read, meta: pd.DataFrame, steps: list[_Step], known: list, cast, name: str):
+    """(rows, quarantines, lazy counts by name) of ``steps`` applied in ONE task per partition of
+    ``base`` (task keys ``clean-<name>``): no step's output is a task result of its own, held until
+    every consumer of it has run."""
+    if not steps and cast is None and read is None:
+        return base, [], {}
+    quarantine_meta = quarantine_records(meta, "missing_value")
+    for step in steps:
+        meta = step.meta(meta)
+    with_quarantine = any(step.quarantines for step in steps)
+    names = [n for step in steps for n in step.counts]
+    metas = (meta if cast is None else cast(meta), *([quarantine_meta] if with_quarantine else []),
+             *[None] * len(names))
+    out = per_partition(base, _run, metas, read, [step.part for step in steps], cast, with_quarantine, *known,
+                        name=f"clean-{name}")
+    counts = dict(zip(names, map(total, out[1 + with_quarantine:])))
+    return out[0], list(out[1:1 + with_quarantine]), counts
 
 
 def clean(rows: dd.DataFrame, cfg: CleanConfig, schema: SchemaConfig, staging: Path | None = None) -> CleanResult:
     """Apply the configured cleaning steps to validated rows (see :mod:`pipeline.validate`).
 
-    With ``staging`` (a folder every worker can write) and at least one step needing whole-file
-    statistics, the rows are staged there after the steps before the first of them (dropping
-    missing values needs none): each statistic is computed by a pass of its own over the staged
-    rows, the result by a last pass, so no partition waits in memory for a statistic. The rows,
-    quarantine and counts are the same either way. Without it, one graph computes everything from ``rows``.
+    Every pass over the rows is one task per partition that runs its steps and lets their
+    outputs go. Steps before the first that needs a whole-file statistic (dropping missing values
+    needs none) run in a pass of their own; each statistic is then computed by a pass over the rows
+    of the steps before it, and the result by a last pass through all of them, cast to the stored
+    dtype. With ``staging`` (a folder every worker can write), the rows after the leading pass are
+    staged there (:mod:`pipeline.clean.staging`) and every later pass reads them back, so no
+    partition waits in memory for a statistic; without it, those passes start from ``rows``. The
+    rows, quarantine and counts are the same either way.
     """
     columns = value_columns(schema)
     steps = _steps(cfg, columns)
     first = next((k for k, step in enumerate(steps) if step.stats is not None), len(steps))
+    meta, cast = rows._meta, partial(_cast, columns=columns, dtype=value_dtype(schema))
     quarantined, counts = [], {"values_imputed": 0, "duplicates_dropped": 0}
-    for step in steps[:first]:   # steps before the first statistic need one pass: done before staging
-        rows, q, c = step.apply(rows, None)
-        quarantined, counts = quarantined + ([q] if q is not None else []), {**counts, **c}
-    steps = steps[first:]
-    staged = stage(rows, staging, columns) if staging is not None and steps else None
-    stats: list = []
-
-    def through(k: int, pass_name: str):
-        """(rows after ``k`` more steps, their quarantines, their counts) from a fresh read."""
-        done = rows if staged is None else staged.read(pass_name, after=tuple(_lazy(stats)))
-        quarantined, counts = [], {}
-        for step, known in zip(steps[:k], stats):
-            done, q, c = step.apply(done, known)
-            quarantined += [q] if q is not None else []
-            counts.update(c)
-        return done, quarantined, counts
-
+    base, read = rows, None
+    if first < len(steps):
+        if first:      # the stat-free leading steps: one pass, before staging
+            base, quarantined, counts_first = _pass(rows, None, meta, steps[:first], [None] * first, None, "leading")
+            counts.update(counts_first)
+            steps = steps[first:]
+        if staging is not None:
+            staged = stage(base, staging, columns)
+            base, read = staged.receipts, staged.read
+    known: list = []
     for k, step in enumerate(steps):
-        stats.append(step.stats(through(k, f"stats-{k}")[0]))
-    done, more, last = through(len(steps), "rows")
-    quarantined, counts = quarantined + more, {**counts, **last}
-    return CleanResult(coerce(done, columns, schema), dd.concat(quarantined) if len(quarantined) > 1
-                       else quarantined[0], counts)
-
-
-def _lazy(stats: list) -> list:
-    """The Dask collections among the statistics (a step's may be a tuple of them)."""
-    flat = [x for s in stats for x in (s if isinstance(s, tuple) else (s,))]
-    return [x for x in flat if hasattr(x, "dask")]
+        if step.stats is None:
+            known.append(None)
+            continue
+        arg, extra = step.stats(_pass(base, read, meta, steps[:k], known, None, f"stats-{k}")[0])
+        known.append(arg)
+        counts.update(extra)
+    done, more, last = _pass(base, read, meta, steps, known, cast, "rows")
+    quarantined += more
+    quarantine = (dd.concat(quarantined) if len(quarantined) > 1 else quarantined[0] if quarantined
+                  else dd.from_pandas(quarantine_records(meta, "missing_value"), npartitions=1))
+    return CleanResult(done, quarantine, {**counts, **last})
 
 
 def with_duplicate_of(quarantine: dd.DataFrame) -> dd.DataFrame:

@@ -47,7 +47,7 @@ def _drop_table(keys: pd.DataFrame) -> pd.DataFrame:
                          "line": np.asarray(drop.get_level_values(1), dtype="int64")})
 
 
-def _drop(frame: pd.DataFrame, table: pd.DataFrame) -> tuple[pd.DataFrame, int]:
+def without_duplicates(frame: pd.DataFrame, table: pd.DataFrame) -> tuple[pd.DataFrame, int]:
     """(the partition without its duplicates, how many it dropped)."""
     drop = pd.MultiIndex.from_arrays([table["source"].to_numpy(dtype=object), table["line"].to_numpy()])
     flags = _flags(frame, drop).to_numpy(dtype=bool)
@@ -62,7 +62,7 @@ def duplicate_table(rows: dd.DataFrame, columns: list[str]) -> dd.DataFrame:
 
 def apply_duplicates(rows: dd.DataFrame, table: dd.DataFrame):
     """(rows without the ones :func:`duplicate_table` names, lazy count dropped)."""
-    kept, dropped = per_partition(rows, _drop, (rows._meta, None), table, name="clean-dup-flags")
+    kept, dropped = per_partition(rows, without_duplicates, (rows._meta, None), table, name="clean-dup-flags")
     return kept, total(dropped)
 
 

@@ -14,13 +14,13 @@ from pipeline.partitions import per_partition, value_block
 from pipeline.validate import quarantine_records
 
 
-def _fill(frame: pd.DataFrame, columns: list[str], fill) -> pd.DataFrame:
+def missing_fill(frame: pd.DataFrame, columns: list[str], fill) -> pd.DataFrame:
     values = frame[columns]
     filled = values.fillna(fill if np.isscalar(fill) else pd.Series(np.asarray(fill), index=columns))
     return frame.assign(**{c: filled[c] for c in columns}) if values.isna().to_numpy().any() else frame
 
 
-def _split(frame: pd.DataFrame, columns: list[str]) -> tuple[pd.DataFrame, pd.DataFrame]:
+def missing_split(frame: pd.DataFrame, columns: list[str]) -> tuple[pd.DataFrame, pd.DataFrame]:
     """(rows without a missing value, the others as quarantine records) of one partition."""
     missing = np.isnan(value_block(frame, columns)).any(axis=1)
     return frame[~missing], quarantine_records(frame[missing], "missing_value")
@@ -45,11 +45,11 @@ def apply_missing(rows: dd.DataFrame, columns: list[str], policy: MissingPolicy,
     :func:`missing_stats` of the same rows."""
     if policy.strategy == "drop":   # one pass per partition gives both outputs
         metas = (rows._meta, quarantine_records(rows._meta, "missing_value"))
-        kept, quarantine = per_partition(rows, _split, metas, columns, name="clean-missing")
+        kept, quarantine = per_partition(rows, missing_split, metas, columns, name="clean-missing")
         return kept, quarantine, 0
     fill, n_missing = stats
     # fill: a number, or a one-partition lazy Series given whole to every partition (in the same graph)
-    filled = rows.map_partitions(_fill, columns, fill, meta=rows._meta, token="clean-impute")
+    filled = rows.map_partitions(missing_fill, columns, fill, meta=rows._meta, token="clean-impute")
     empty = rows._meta[["source", "line", "raw"]].assign(reason=pd.Series(dtype="string"))
     return filled, dd.from_pandas(empty, npartitions=1), n_missing
 

@@ -72,7 +72,7 @@ def _mark(frame: pd.DataFrame, columns: list[str], low, high, action: str) -> pd
     return out
 
 
-def _apply(frame: pd.DataFrame, columns: list[str], bounds: pd.DataFrame, action: str):
+def mark_outliers(frame: pd.DataFrame, columns: list[str], bounds: pd.DataFrame, action: str):
     """(kept rows, quarantined rows, outlier rows, outlier values) of one partition."""
     marked = _mark(frame, columns, bounds["low"].to_numpy(), bounds["high"].to_numpy(), action)
     outlier = marked["outlier"].to_numpy(dtype=bool)
@@ -83,12 +83,16 @@ def _apply(frame: pd.DataFrame, columns: list[str], bounds: pd.DataFrame, action
     return kept, quarantine_records(marked.iloc[:0], "outlier"), *counts
 
 
+def outlier_meta(meta: pd.DataFrame, action: str) -> pd.DataFrame:
+    """The meta of :func:`mark_outliers`' kept rows (``flag`` adds the ``outlier`` column)."""
+    return meta.assign(outlier=pd.Series(dtype=bool)) if action == "flag" else meta
+
+
 def apply_outliers(rows: dd.DataFrame, columns: list[str], policy: OutlierPolicy, bounds: dd.DataFrame):
     """(rows, quarantined rows, lazy count of outlier rows, lazy count of outlier values), given
     :func:`outlier_bounds` of the same rows."""
-    kept_meta = rows._meta.assign(outlier=pd.Series(dtype=bool)) if policy.action == "flag" else rows._meta
-    metas = (kept_meta, quarantine_records(rows._meta, "outlier"), None, None)
-    kept, quarantine, n_rows, n_values = per_partition(rows, _apply, metas, columns, bounds, policy.action,
+    metas = (outlier_meta(rows._meta, policy.action), quarantine_records(rows._meta, "outlier"), None, None)
+    kept, quarantine, n_rows, n_values = per_partition(rows, mark_outliers, metas, columns, bounds, policy.action,
                                                        name="clean-outliers")
     return kept, quarantine, total(n_rows), total(n_values)
 

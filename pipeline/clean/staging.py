@@ -20,6 +20,7 @@ from __future__ import annotations
 import os
 import uuid
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 
 import dask.dataframe as dd
@@ -63,32 +64,30 @@ def _write(frame: pd.DataFrame, folder: str, columns: list[str]) -> tuple[pd.Dat
     return (pd.DataFrame({"id": pd.array([ident], dtype="string"), "n": np.asarray([len(frame)], dtype="int64")}),)
 
 
-def _read(receipt: pd.DataFrame, folder: str, order: list[str], columns: list[str], pass_name: str,
-          *after) -> tuple[pd.DataFrame]:
-    """The partition a receipt names, as it was written (``pass_name`` keeps each pass's tasks apart,
-    ``after`` are statistics the read waits for and ignores)."""
+def _read(receipt: pd.DataFrame, folder: str, order: list[str], columns: list[str]) -> pd.DataFrame:
+    """The partition a receipt names, as it was written."""
     base = Path(folder) / receipt["id"].iloc[0]
     head = feather.read_table(base.with_suffix(".arrow"), memory_map=True).to_pandas()
     values = np.load(base.with_suffix(".npy")).astype("float64")
     frame = pd.concat([head, pd.DataFrame(values, columns=columns, index=head.index)], axis=1)
-    return (frame if list(frame.columns) == order else frame[order],)
+    return frame if list(frame.columns) == order else frame[order]
 
 
 @dataclass(frozen=True)
 class Staged:
-    """Rows staged in ``folder``; each :meth:`read` is a new lazy read of every partition."""
+    """Rows staged in ``folder``: one receipt per partition, and :attr:`read` turning a receipt
+    back into its rows inside the task of a pass (:func:`pipeline.clean.clean`), so a partition
+    read is used at once by that pass's steps, never held as a task output of its own."""
 
     receipts: dd.DataFrame
     folder: str
     meta: pd.DataFrame
     columns: list
 
-    def read(self, pass_name: str, after: tuple = ()) -> dd.DataFrame:
-        """The staged rows, read by tasks of their own (named ``clean-read-<pass_name>``) that start
-        only when the lazy statistics ``after`` are known: a partition read is used at once by the
-        pass's steps, never held while a whole-file statistic is computed."""
-        return per_partition(self.receipts, _read, (self.meta,), self.folder, list(self.meta.columns), self.columns,
-                             pass_name, *after, name=f"clean-read-{pass_name}")[0]
+    @property
+    def read(self) -> partial:
+        """``read(receipt) -> rows``: plain values only, so it travels in a task without the graph."""
+        return partial(_read, folder=self.folder, order=list(self.meta.columns), columns=list(self.columns))
 
 
 def stage(rows: dd.DataFrame, folder: Path, columns: list[str]) -> Staged:

@@ -63,9 +63,13 @@ def test_staged_clean_gives_the_rows_quarantine_and_counts_of_the_in_memory_one(
     assert narrow == ({"float32", "uint8"} if cfg.missing.strategy != "drop" else {"uint8"})   # NaN: a float
 
 
-def test_every_read_of_the_last_pass_waits_for_the_statistics(tmp_path):
-    """A read task that could start before the duplicate table is known would hold its rows meanwhile."""
-    done = clean(_rows(_values(), npartitions=4), CleanConfig(), SCHEMA, staging=tmp_path)
+@pytest.mark.parametrize("staged", [False, True], ids=["in-memory", "staged"])
+def test_the_last_pass_is_one_task_per_partition_given_every_statistic(staged, tmp_path):
+    """Read, drop duplicates, mark outliers and cast in one task: a step's output that was a task
+    of its own stayed in worker memory until all its consumers ran (the 4 GB benchmark held 16
+    partitions of two steps' outputs per worker); and the read starts only once the statistics are known."""
+    cfg = CleanConfig(outliers=OutlierPolicy(method="zscore", action="flag", z_threshold=3))
+    done = clean(_rows(_values(), npartitions=4), cfg, SCHEMA, staging=tmp_path if staged else None)
     graph = dict(done.rows.__dask_graph__())
 
     def deps(key):
@@ -73,11 +77,16 @@ def test_every_read_of_the_last_pass_waits_for_the_statistics(tmp_path):
 
     def tasks(prefix):
         return [k for k in graph if isinstance(k, tuple) and re.fullmatch(prefix + "-[0-9a-f]{32}", k[0])]
-    reads, flags = tasks("clean-read-rows"), tasks("clean-dup-flags")
-    assert len(reads) == len(flags) == 4
-    table = set.union(*(deps(k) for k in flags)) - {d for k in flags for d in deps(k) if d.startswith("clean-read")}
-    assert len(table) == 1                  # the one-partition duplicate table every partition is given
-    assert all(table <= deps(k) for k in reads), [deps(k) for k in reads]
+    last = tasks("clean-rows")
+    assert len(last) == 4
+    before = set.union(*(deps(k) for k in last))
+    base = {d for d in before if d.startswith("clean-stage" if staged else "clean-leading")}
+    assert len(base) == 1 and all(base <= deps(k) for k in last)   # its own partition: receipt or rows
+    statistics = before - base
+    assert len(statistics) == 2                         # the duplicate table and the outlier bounds
+    assert all(statistics <= deps(k) for k in last), [deps(k) for k in last]
+    names = {k[0] if isinstance(k, tuple) else k for k in graph}
+    assert not [n for n in names if re.match("clean-(dup|outliers|coerce|read)", n)]   # no step a task of its own
 
 
 def test_gc_removes_the_scratch_of_a_killed_prepare_only(tmp_path):
