@@ -105,14 +105,36 @@ def run_dask(path: Path, client, blocksize: int, staging: Path | None) -> dict:
     records = delimited_records(src, SCHEMA, ",")   # what read() builds, minus the provenance pass (timed apart)
     checked = validate(records, SCHEMA)
     cleaned = clean(checked.rows, CLEAN, SCHEMA, staging=staging)   # as prepare does: staged between passes
-    rows = cleaned.rows
-    quarantine = dd.concat([checked.quarantine, cleaned.quarantine])
-    pcols = value_columns(SCHEMA)
-    lazy = [records.map_partitions(len).sum(), rows.map_partitions(len).sum(),
-            quarantine["reason"].value_counts(split_out=1), cleaned.counts["duplicates_dropped"],
-            cleaned.counts["outlier_rows_flag"], rows[pcols].sum(axis=1).sum()]
-    n_in, n_out, reasons, dups, flagged, checksum = client.gather(client.compute(lazy))
-    return summary(n_in, n_out, reasons.to_dict(), dups, flagged, checksum)
+    # Everything the last pass makes is tallied by ONE task per partition (see CleanResult.last):
+    # as separate reductions, every partition of the last pass would wait in worker memory.
+    last = cleaned.last
+    tallies = dd.map_partitions(_tally, last["rows"], last["quarantine"], last["duplicates_dropped"],
+                                last["outlier_rows_flag"], value_columns(SCHEMA), meta=TALLY_META,
+                                align_dataframes=False, enforce_metadata=False)
+    before = dd.concat([checked.quarantine, cleaned.earlier])
+    lazy = [records.map_partitions(len).sum(), tallies.groupby("name")["n"].sum(split_out=1),
+            before["reason"].value_counts(split_out=1)]
+    n_in, tally, reasons = client.gather(client.compute(lazy))
+    tally, reasons = tally.to_dict(), reasons.to_dict()
+    for name, n in tally.items():
+        if name.startswith("reason:"):
+            reasons[name[7:]] = reasons.get(name[7:], 0) + n
+    return summary(n_in, tally["records_out"], reasons, tally["duplicates_dropped"], tally["outlier_rows_flag"],
+                   tally["checksum"])
+
+
+TALLY_META = pd.DataFrame({"name": pd.Series(dtype="string"), "n": pd.Series(dtype="int64")})
+
+
+def _tally(rows: pd.DataFrame, quarantine: pd.DataFrame, dups: pd.DataFrame, flagged: pd.DataFrame,
+           columns: list[str]) -> pd.DataFrame:
+    """One partition of the last pass as (name, n) rows: out, checksum, counts, quarantine reasons."""
+    reasons = quarantine["reason"].value_counts()
+    names = ["records_out", "checksum", "duplicates_dropped", "outlier_rows_flag",
+             *(f"reason:{r}" for r in reasons.index)]
+    values = [len(rows), int(rows[columns].to_numpy().sum(dtype="int64")), int(dups["n"].sum()),
+              int(flagged["n"].sum()), *map(int, reasons.to_numpy())]
+    return pd.DataFrame({"name": pd.array(names, dtype="string"), "n": np.asarray(values, dtype="int64")})
 
 
 def run_pandas(path: Path, blocksize: int) -> dict:

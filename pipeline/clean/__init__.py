@@ -37,11 +37,22 @@ from pipeline.validate import quarantine_records, value_columns
 
 @dataclass(frozen=True)
 class CleanResult:
-    """Lazy outputs: stored rows (``p0..pN``), quarantined rows, and lazy counts by name."""
+    """Lazy outputs: stored rows (``p0..pN``), quarantined rows, and lazy counts by name.
+
+    ``last`` holds the last pass's outputs by name, aligned partition for partition: ``rows``,
+    ``quarantine`` (when that pass quarantines) and one ``n`` frame per count it makes; ``earlier``
+    the quarantine of the passes before it (``None`` if none). A consumer that wants several of
+    them reads them together in ONE ``dd.map_partitions`` (the rows as they are written, their
+    tallies): each partition's task then has one dependent and is released as soon as it ran.
+    Given to separate reductions instead, ``dask.order`` finishes one reduction over every
+    partition before it starts the next, so every partition of the last pass waits in memory.
+    """
 
     rows: dd.DataFrame
     quarantine: dd.DataFrame
     counts: dict = field(default_factory=dict)
+    last: dict = field(default_factory=dict)
+    earlier: dd.DataFrame | None = None
 
 
 @dataclass(frozen=True)
@@ -125,11 +136,11 @@ def _run(source, read, parts: list, cast, with_quarantine: bool, *known) -> tupl
 
 
 def _pass(base: dd.DataFrame, read, meta: pd.DataFrame, steps: list[_Step], known: list, cast, name: str):
-    """(rows, quarantines, lazy counts by name) of ``steps`` applied in ONE task per partition of
-    ``base`` (task keys ``clean-<name>``): no step's output is a task result of its own, held until
-    every consumer of it has run."""
+    """(rows, quarantines, lazy counts by name, per-partition outputs by name) of ``steps`` applied
+    in ONE task per partition of ``base`` (task keys ``clean-<name>``): no step's output is a task
+    result of its own, held until every consumer of it has run."""
     if not steps and cast is None and read is None:
-        return base, [], {}
+        return base, [], {}, {"rows": base}
     quarantine_meta = quarantine_records(meta, "missing_value")
     for step in steps:
         meta = step.meta(meta)
@@ -140,7 +151,8 @@ def _pass(base: dd.DataFrame, read, meta: pd.DataFrame, steps: list[_Step], know
     out = per_partition(base, _run, metas, read, [step.part for step in steps], cast, with_quarantine, *known,
                         name=f"clean-{name}")
     counts = dict(zip(names, map(total, out[1 + with_quarantine:])))
-    return out[0], list(out[1:1 + with_quarantine]), counts
+    parts = dict(zip(["rows", *(["quarantine"] if with_quarantine else []), *names], out))
+    return out[0], list(out[1:1 + with_quarantine]), counts, parts
 
 
 def clean(rows: dd.DataFrame, cfg: CleanConfig, schema: SchemaConfig, staging: Path | None = None) -> CleanResult:
@@ -163,7 +175,8 @@ def clean(rows: dd.DataFrame, cfg: CleanConfig, schema: SchemaConfig, staging: P
     base, read = rows, None
     if first < len(steps):
         if first:      # the stat-free leading steps: one pass, before staging
-            base, quarantined, counts_first = _pass(rows, None, meta, steps[:first], [None] * first, None, "leading")
+            base, quarantined, counts_first, _ = _pass(rows, None, meta, steps[:first], [None] * first, None,
+                                                       "leading")
             counts.update(counts_first)
             steps = steps[first:]
         if staging is not None:
@@ -177,11 +190,12 @@ def clean(rows: dd.DataFrame, cfg: CleanConfig, schema: SchemaConfig, staging: P
         arg, extra = step.stats(_pass(base, read, meta, steps[:k], known, None, f"stats-{k}")[0])
         known.append(arg)
         counts.update(extra)
-    done, more, last = _pass(base, read, meta, steps, known, cast, "rows")
+    earlier = dd.concat(quarantined) if len(quarantined) > 1 else quarantined[0] if quarantined else None
+    done, more, last, parts = _pass(base, read, meta, steps, known, cast, "rows")
     quarantined += more
     quarantine = (dd.concat(quarantined) if len(quarantined) > 1 else quarantined[0] if quarantined
                   else dd.from_pandas(quarantine_records(meta, "missing_value"), npartitions=1))
-    return CleanResult(done, quarantine, {**counts, **last})
+    return CleanResult(done, quarantine, {**counts, **last}, parts, earlier)
 
 
 def with_duplicate_of(quarantine: dd.DataFrame) -> dd.DataFrame:
