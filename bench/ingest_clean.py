@@ -39,6 +39,7 @@ from pipeline.clean.outliers import _mark, zscore_bounds
 from pipeline.cluster import local_client
 from pipeline.config import CleanConfig, ClusterConfig, OutlierPolicy, SchemaConfig, SourceConfig
 from pipeline.ingest import embedded_mnist_path
+from pipeline.partitions import value_block
 from pipeline.sources.delimited import delimited_records, parse_delimited
 from pipeline.sources.files import resolve
 from pipeline.sources.lines import _blocks, _read, split_lines
@@ -118,7 +119,8 @@ def run_dask(path: Path, client, blocksize: int, staging: Path | None) -> dict:
     tally, reasons = tally.to_dict(), reasons.to_dict()
     for name, n in tally.items():
         if name.startswith("reason:"):
-            reasons[name[7:]] = reasons.get(name[7:], 0) + n
+            reason = name.removeprefix("reason:")
+            reasons[reason] = reasons.get(reason, 0) + n
     return summary(n_in, tally["records_out"], reasons, tally["duplicates_dropped"], tally["outlier_rows_flag"],
                    tally["checksum"])
 
@@ -132,7 +134,7 @@ def _tally(rows: pd.DataFrame, quarantine: pd.DataFrame, dups: pd.DataFrame, fla
     reasons = quarantine["reason"].value_counts()
     names = ["records_out", "checksum", "duplicates_dropped", "outlier_rows_flag",
              *(f"reason:{r}" for r in reasons.index)]
-    values = [len(rows), int(rows[columns].to_numpy().sum(dtype="int64")), int(dups["n"].sum()),
+    values = [len(rows), int(value_block(rows, columns).sum(dtype="int64")), int(dups["n"].sum()),
               int(flagged["n"].sum()), *map(int, reasons.to_numpy())]
     return pd.DataFrame({"name": pd.array(names, dtype="string"), "n": np.asarray(values, dtype="int64")})
 

@@ -190,12 +190,16 @@ def clean(rows: dd.DataFrame, cfg: CleanConfig, schema: SchemaConfig, staging: P
         arg, extra = step.stats(_pass(base, read, meta, steps[:k], known, None, f"stats-{k}")[0])
         known.append(arg)
         counts.update(extra)
-    earlier = dd.concat(quarantined) if len(quarantined) > 1 else quarantined[0] if quarantined else None
     done, more, last, parts = _pass(base, read, meta, steps, known, cast, "rows")
-    quarantined += more
-    quarantine = (dd.concat(quarantined) if len(quarantined) > 1 else quarantined[0] if quarantined
-                  else dd.from_pandas(quarantine_records(meta, "missing_value"), npartitions=1))
-    return CleanResult(done, quarantine, {**counts, **last}, parts, earlier)
+    quarantine = _concat(quarantined + more)
+    if quarantine is None:
+        quarantine = dd.from_pandas(quarantine_records(meta, "missing_value"), npartitions=1)
+    return CleanResult(done, quarantine, {**counts, **last}, parts, _concat(quarantined))
+
+
+def _concat(frames: list[dd.DataFrame]) -> dd.DataFrame | None:
+    """The frames one after the other; ``None`` when there are none."""
+    return dd.concat(frames) if len(frames) > 1 else frames[0] if frames else None
 
 
 def with_duplicate_of(quarantine: dd.DataFrame) -> dd.DataFrame:

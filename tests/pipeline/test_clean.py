@@ -98,23 +98,26 @@ def test_clean_chains_the_steps_and_counts_reconcile():
     assert len(rows) + len(quarantine) + counts["duplicates_dropped"] == len(values)
 
 
-def _tally(rows, quarantine, dropped, flagged):
+def _tally(rows, quarantine, dropped, outliers):
     return pd.DataFrame({"out": [len(rows)], "quarantined": [len(quarantine)],
-                         "dropped": [int(dropped["n"].sum())], "flagged": [int(flagged["n"].sum())]})
+                         "dropped": [int(dropped["n"].sum())], "outliers": [int(outliers["n"].sum())]})
 
 
 def test_the_last_pass_outputs_are_aligned_by_partition_and_reconcile_with_the_counts():
-    values = [[1, 2], [1, 2], [np.nan, 3], [4, 5], [4, 500], [6, 7]]
-    cfg = CleanConfig(outliers=OutlierPolicy(method="iqr", action="flag"))
+    values = [[1, 2], [1, 2], [np.nan, 3], [4, 5], [4, 500], [6, 7], [5, 6]]
+    cfg = CleanConfig(outliers=OutlierPolicy(method="iqr", action="drop"))
     result = clean(_rows(values, npartitions=3), cfg, SCHEMA)
     last = result.last
-    assert list(last) == ["rows", "quarantine", "duplicates_dropped", "outlier_rows_flag", "outlier_values"]
-    tallies = dd.map_partitions(_tally, last["rows"], last["quarantine"], last["duplicates_dropped"],
-                                last["outlier_rows_flag"], align_dataframes=False, enforce_metadata=False,
-                                meta=_tally(*(part._meta for part in list(last.values())[:4])))
-    tally, rows, counts, earlier, quarantine = _compute(tallies.sum(), result.rows, result.counts, result.earlier,
-                                                        result.quarantine)
-    assert tally["out"] == len(rows) == 4 and tally["dropped"] == counts["duplicates_dropped"] == 1
-    assert tally["flagged"] == counts["outlier_rows_flag"] == int(rows["outlier"].sum())
-    assert list(earlier["reason"]) == ["missing_value"]   # dropped before staging; the last pass flags only
-    assert tally["quarantined"] == len(quarantine) - len(earlier) == 0
+    assert list(last) == ["rows", "quarantine", "duplicates_dropped", "outlier_rows_drop", "outlier_values"]
+    parts = [last[name] for name in ("rows", "quarantine", "duplicates_dropped", "outlier_rows_drop")]
+    tallies = dd.map_partitions(_tally, *parts, align_dataframes=False, enforce_metadata=False,
+                                meta=_tally(*(part._meta for part in parts)))
+    per_part, rows, counts, earlier, quarantine = _compute(tallies, result.rows, result.counts, result.earlier,
+                                                           result.quarantine)
+    assert len(per_part) == 3                 # one tally per partition: the outputs line up
+    tally = per_part.sum()
+    assert tally["out"] == len(rows) and tally["dropped"] == counts["duplicates_dropped"] == 1
+    assert len(rows) + len(quarantine) + tally["dropped"] == len(values)
+    assert list(earlier["reason"]) == ["missing_value"]      # dropped by the leading pass, before the statistics
+    assert tally["quarantined"] == tally["outliers"] == counts["outlier_rows_drop"] >= 1
+    assert sorted(set(quarantine["reason"])) == ["missing_value", "outlier"]
