@@ -26,12 +26,17 @@ class TrainConfig(BaseModel):
     # 6: the cosine schedule reaches the 10-epoch accuracy of a hand-written script (bench/main_job.py,
     # 0.972 on the embedded MNIST) with 4 epochs to spare; see bench/RESULTS.md.
     epochs: int = Field(6, gt=0)
-    batch_size: int = Field(64, gt=0, description="samples per rank per step")
-    learning_rate: float = Field(1e-3, gt=0, description="per-rank rate; scaled by world size")
+    # 128 and 2e-3: the global batch and rate that two ranks of 64 at 1e-3 trained with before one CPU
+    # rank became the default (same 0.982 on the embedded MNIST; bench/RESULTS.md, issue 18).
+    batch_size: int = Field(128, gt=0, description="samples per rank per step")
+    learning_rate: float = Field(2e-3, gt=0, description="per-rank rate; scaled by world size")
     compression: str = Field("fp16", description="none, fp16, topk:RATIO (e.g. topk:0.01) or powersgd:RANK "
                                                  "(e.g. powersgd:4)")
-    np: int | None = Field(None, gt=0, description="Horovod ranks; null = one per GPU, else 2")
-    threads_per_rank: int = Field(1, gt=0)
+    # One CPU rank per node: on 2 cores one rank of 2 threads trains the default 1.5x faster than two
+    # ranks of one (no allreduce, one TensorFlow import; bench/RESULTS.md, issue 18).
+    np: int | None = Field(None, gt=0, description="Horovod ranks; null = one per GPU, else one (CPU)")
+    threads_per_rank: int | None = Field(None, gt=0, description="CPU threads of each rank; null = the node's "
+                                                                 "cores / its ranks (models.launch.default_threads)")
     shuffle_buffer: int = Field(4096, gt=0)
     read_threads: int = Field(4, gt=0, description="parallel Zarr chunk reads per rank")
     checkpoint_every: int = Field(0, ge=0, description="steps between mid-epoch checkpoints; 0 = epoch ends only")

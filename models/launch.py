@@ -69,8 +69,25 @@ def gpu_count() -> int:
 
 
 def default_np() -> int:
-    """One rank per GPU, or 2 CPU ranks."""
-    return gpu_count() or 2
+    """One rank per GPU, or one CPU rank that uses every core (:func:`default_threads`)."""
+    return gpu_count() or 1
+
+
+def ranks_per_node(np: int, hosts: str | None) -> int:
+    """The most ranks any one node runs: ``np`` on this node alone, else the largest slot count of ``hosts``.
+
+    >>> ranks_per_node(2, None), ranks_per_node(6, "a:4,b:2")
+    (2, 4)
+    """
+    return np if hosts is None else min(np, max(slots for _, slots in parse_hosts(hosts)))
+
+
+def default_threads(per_node: int, environ=os.environ) -> int:
+    """CPU threads a rank gets when ``train.threads_per_rank`` is null: the cores this process may use
+    (or SLURM's ``SLURM_CPUS_ON_NODE`` in an allocation) shared by ``per_node`` ranks, at least 1.
+    The nodes are taken to be alike: the ranks on another node get as many."""
+    cores = int(environ.get("SLURM_CPUS_ON_NODE") or len(os.sched_getaffinity(0)))
+    return max(1, cores // max(per_node, 1))
 
 
 def slurm_hosts(nodes: list[str], tasks_per_node: str) -> str:
@@ -213,14 +230,14 @@ class EarlyRanks:
     here reaches the main thread, whose exit ends them (:meth:`cancel`, or the parent-death signal).
     """
 
-    def __init__(self, run: RunDir, np: int, threads: int, launcher: str = "horovodrun", hosts: str | None = None,
-                 extra_env: dict[str, str] | None = None, log=print):
+    def __init__(self, run: RunDir, np: int, threads: int | None, launcher: str = "horovodrun",
+                 hosts: str | None = None, extra_env: dict[str, str] | None = None, log=print):
         self.run, self.np, self.log = run, np, log
         self.handed_over = False
         self._code: int | None = None
         self._error: BaseException | None = None
         self._cmd = LAUNCHERS[launcher](np, run.plan, hosts)
-        env = _attempt_env(threads, extra_env, []) | {EARLY_ENV: "1"}
+        env = _attempt_env(threads or default_threads(ranks_per_node(np, hosts)), extra_env, []) | {EARLY_ENV: "1"}
         log(f"Horovod: {' '.join(self._cmd[:7])} ... ({np} ranks, started while the data is prepared)")
         self._thread = threading.Thread(target=self._supervise, args=(env,), name="dcpipe-early-ranks", daemon=True)
         self._thread.start()
@@ -275,6 +292,8 @@ def launch(plan: TrainPlan, np: int, log=print, launcher: str = "horovodrun", ho
     if not plan.resume and np > plan.logical_shards:
         log(f"train.logical_shards {plan.logical_shards} < {np} ranks: raised to {np} for this run")
         plan = plan.with_train(logical_shards=np)
+    if plan.threads_per_rank is None:   # the plan records what the ranks used
+        plan = plan.with_train(threads_per_rank=default_threads(ranks_per_node(np, hosts)))
     restarts: list[dict] = []
     world, attempt_hosts, codes = np, hosts, []
     while True:

@@ -23,7 +23,8 @@ import tensorflow as tf  # noqa: E402
 
 from models import checkpoint, compression, data, export, lm, networks, transformer  # noqa: E402
 from models.telemetry import Telemetry, hparams  # noqa: E402
-from models.launch import EARLY_ENV, RESTARTS_ENV, SUPERVISOR_HOST_ENV, SUPERVISOR_PID_ENV, cancel_path  # noqa: E402
+from models.launch import (EARLY_ENV, RESTARTS_ENV, SUPERVISOR_HOST_ENV, SUPERVISOR_PID_ENV, cancel_path,  # noqa: E402
+                           default_threads)
 from models.supervise import process_alive  # noqa: E402
 from models.plan import TrainPlan  # noqa: E402
 from models.rundir import RunDir, atomic_path, atomic_write_text  # noqa: E402
@@ -81,8 +82,10 @@ def configure_devices(plan: TrainPlan) -> bool:
         tf.config.experimental.set_memory_growth(gpu, True)
         keras.mixed_precision.set_global_policy("mixed_float16")
         return True
-    tf.config.threading.set_intra_op_parallelism_threads(plan.threads_per_rank)
-    tf.config.threading.set_inter_op_parallelism_threads(plan.threads_per_rank)
+    # Horovod: the ranks on this node share its cores (models.launch resolves a null setting the same way).
+    threads = plan.threads_per_rank or default_threads(hvd.local_size())
+    tf.config.threading.set_intra_op_parallelism_threads(threads)
+    tf.config.threading.set_inter_op_parallelism_threads(threads)
     return False
 
 

@@ -33,7 +33,7 @@ def _parser() -> argparse.ArgumentParser:
                       "with --cluster address, how many to wait for")
     data.add_argument("--cluster", choices=CLUSTER_KINDS, help="Dask cluster kind (default: cluster.kind)")
     training = argparse.ArgumentParser(add_help=False)
-    training.add_argument("--np", type=int, help="Horovod ranks (default: train.np, else one per GPU, else 2)")
+    training.add_argument("--np", type=int, help="Horovod ranks (default: train.np, else one per GPU, else 1)")
     training.add_argument("--epochs", type=int, help="epochs (default: train.epochs)")
     training.add_argument("--compression", help="none, fp16, topk:RATIO or powersgd:RANK (default: train.compression)")
     training.add_argument("--launcher", choices=LAUNCHERS, default="horovodrun",

@@ -54,8 +54,8 @@ def apply(cfg: JobConfig, params: dict) -> JobConfig:
 
 
 def _trial_config(cfg: JobConfig) -> JobConfig:
-    """Every trial trains with tune.np ranks."""
-    return cfg.with_overrides(train={"np": cfg.tune.np})
+    """Every trial trains with tune.np ranks, one core each (a trial's slot is tune.np cores)."""
+    return cfg.with_overrides(train={"np": cfg.tune.np, "threads_per_rank": cfg.train.threads_per_rank or 1})
 
 
 def _cluster(cfg: JobConfig) -> JobConfig:

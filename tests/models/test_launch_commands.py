@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from models.launch import LAUNCHERS, slurm_hosts
+from models.launch import LAUNCHERS, default_threads, ranks_per_node, slurm_hosts
 
 PLAN = Path("/shared/run/train_plan.json")
 TAIL = [sys.executable, "-m", "models.train", str(PLAN)]
@@ -59,3 +59,10 @@ def test_hosts_slurm_outside_an_allocation_is_a_user_error(tmp_path, monkeypatch
     with pytest.raises(UserError, match=r"--hosts slurm: \$SLURM_JOB_NODELIST is not set: not inside a SLURM job"):
         run(workdir=tmp_path, hosts="slurm", np=2, log=lambda *_: None)
     assert not (tmp_path / "runs").exists()                  # refused before anything was written
+
+
+def test_a_null_thread_count_shares_the_nodes_cores_among_its_ranks():
+    assert default_threads(1, environ={"SLURM_CPUS_ON_NODE": "8"}) == 8       # one CPU rank: every core
+    assert default_threads(ranks_per_node(4, "a:2,b:2"), environ={"SLURM_CPUS_ON_NODE": "8"}) == 4
+    assert default_threads(3, environ={"SLURM_CPUS_ON_NODE": "2"}) == 1       # never fewer than one
+    assert default_threads(1, environ={}) == len(__import__("os").sched_getaffinity(0))
