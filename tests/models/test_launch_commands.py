@@ -1,6 +1,7 @@
 """models.launch: the command line of each launcher, as text."""
 from __future__ import annotations
 
+import os
 import sys
 from pathlib import Path
 
@@ -65,4 +66,4 @@ def test_a_null_thread_count_shares_the_nodes_cores_among_its_ranks():
     assert default_threads(1, environ={"SLURM_CPUS_ON_NODE": "8"}) == 8       # one CPU rank: every core
     assert default_threads(ranks_per_node(4, "a:2,b:2"), environ={"SLURM_CPUS_ON_NODE": "8"}) == 4
     assert default_threads(3, environ={"SLURM_CPUS_ON_NODE": "2"}) == 1       # never fewer than one
-    assert default_threads(1, environ={}) == len(__import__("os").sched_getaffinity(0))
+    assert default_threads(1, environ={}) == len(os.sched_getaffinity(0))
