@@ -55,7 +55,8 @@ def test_a_preparation_that_fails_cancels_the_early_ranks_and_leaves_no_run_fold
 
 @pytest.mark.horovod
 def test_an_interrupt_during_the_preparation_ends_the_early_ranks(tmp_path):
-    proc = _dcpipe_run(tmp_path, {"cluster": {"workers": 1}})     # the embedded MNIST: ~10 s to prepare
+    # the embedded MNIST (~10 s to prepare), with two ranks to end (one CPU rank is the default)
+    proc = _dcpipe_run(tmp_path, {"cluster": {"workers": 1}, "train": {"np": 2}})
     lines = []
     for line in proc.stdout:
         lines.append(line)
