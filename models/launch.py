@@ -60,6 +60,11 @@ class RunFinished(TrainingFailed):
     """A run asked to resume has already finished (its ``metrics.json`` exists)."""
 
 
+class PlanRejected(TrainingFailed):
+    """The ranks cannot train the plan as configured (its network cannot take the input): a config
+    error, stated by the ranks in ``RunDir.rejected`` and never restarted."""
+
+
 def gpu_count() -> int:
     """GPUs on this node, without importing TensorFlow in the launching process."""
     if not shutil.which("nvidia-smi"):
@@ -309,6 +314,8 @@ def launch(plan: TrainPlan, np: int, log=print, launcher: str = "horovodrun", ho
             code = supervise(cmd, env=env, cwd=run.path, log_path=run.log, marker=str(run.plan), log=log)
         if code == 0:
             return json.loads(run.metrics.read_text())
+        if run.rejected.exists():   # the configuration, not the machine: a restart would fail the same way
+            raise PlanRejected(json.loads(run.rejected.read_text())["error"])
         codes.append(code)
         if len(restarts) >= plan.train.max_restarts:
             raise TrainingFailed(f"training failed in {len(codes)} attempt(s) (exit codes "

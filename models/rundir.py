@@ -7,6 +7,7 @@ Layout of ``<workdir>/runs/<run-id>/``::
     train.log            the launcher's and the ranks' output, line by line
     history.json         one record per finished epoch (rank 0)
     metrics.json         rank 0's final metrics: written once, when training ends
+    rejected.json        only when the ranks cannot train the plan (its network cannot take the input)
     summary.json         the run's record: state (running / finished / failed), figures, paths
     lineage.json         model -> run -> dataset version -> config -> sources
     checkpoints/         ``models.checkpoint``
@@ -60,6 +61,7 @@ class RunDir:
     log = property(lambda self: self.path / "train.log")
     history = property(lambda self: self.path / "history.json")
     metrics = property(lambda self: self.path / "metrics.json")
+    rejected = property(lambda self: self.path / "rejected.json")   # why the ranks cannot train the plan
     summary = property(lambda self: self.path / "summary.json")
     lineage = property(lambda self: self.path / "lineage.json")
     checkpoints = property(lambda self: self.path / "checkpoints")

@@ -31,6 +31,8 @@ from models.rundir import RunDir, atomic_path, atomic_write_text  # noqa: E402
 
 #: exit code of a rank whose supervisor is gone
 ORPHANED = 70
+#: exit code of a rank that cannot train the plan as configured (sysexits' EX_CONFIG; ``run.rejected`` says why)
+REJECTED_EXIT = 78
 #: the epoch figures written to TensorBoard, those of the record that has them
 EPOCH_SCALARS = ("train_loss", "train_accuracy", "val_loss", "val_accuracy", "train_token_accuracy",
                  "val_token_accuracy", "train_perplexity", "val_perplexity", "data_wait_ms_per_step")
@@ -267,9 +269,7 @@ def train(plan: TrainPlan) -> dict | None:
                                       x_var=plan.x_var, y_var=y_var) for split in ("val", "test")}
     first_rows = {split: data.eval_range(tuple(plan.ranges[split]), rank, size)[0] for split in evals}
 
-    model = (lm.build(objective, plan.input_shape, plan.vocab_size) if pretraining else
-             networks.build(plan.network, tuple(plan.input_shape), plan.n_classes, vocab_size=plan.vocab_size,
-                            causal=plan.causal))
+    model = _network(plan, run, rank)
     optimizer = _optimizer(plan, steps, size, on_gpu)
     optimizer.build(model.trainable_variables)
     compressor = compression.parse(plan.compression)
@@ -369,6 +369,7 @@ def train(plan: TrainPlan) -> dict | None:
             export.write_bundle(model, plan, path)
     timeline["export_end"] = time.time()
     telemetry.close()
+    writer.close()   # the last step scalars, written by the telemetry's thread as it closed
     metrics = {"world_size": size, "compression": plan.compression, "device": "GPU" if on_gpu else "CPU",
                "network": plan.network, "attention": transformer.attention_of(model),
                "steps_per_epoch": steps, "global_batch": plan.batch_size * size,
@@ -384,6 +385,24 @@ def train(plan: TrainPlan) -> dict | None:
 
 def _previous_history(run: RunDir) -> list[dict]:
     return json.loads(run.history.read_text()) if run.history.is_file() else []
+
+
+def _network(plan: TrainPlan, run: RunDir, rank: int) -> keras.Model:
+    """The plan's network. One that cannot take the input is a config error: every rank writes the same
+    one-line reason to ``run.rejected`` and exits, and the launcher does not restart them
+    (``models.launch.PlanRejected``). Checked here, where TensorFlow is imported anyway, not in the
+    driver: the driver's own import cost the 2-core main job about 4 s (bench/RESULTS.md, issue 18)."""
+    try:
+        if lm.is_lm(plan.train.objective):
+            return lm.build(plan.train.objective, plan.input_shape, plan.vocab_size)
+        return networks.build(plan.network, tuple(plan.input_shape), plan.n_classes, vocab_size=plan.vocab_size,
+                              causal=plan.causal)
+    except ValueError as exc:
+        reason = (f"train.network: {plan.network} cannot take inputs of shape {list(plan.input_shape)} "
+                  f"({str(exc).splitlines()[0]}); choose another train.network")
+        atomic_write_text(run.rejected, json.dumps({"error": reason}) + "\n")
+        print(f"[rank {rank}] {reason}", flush=True)
+        raise SystemExit(REJECTED_EXIT) from None
 
 
 def wait_for_plan(path: Path, interval: float = 0.05) -> bool:
@@ -414,5 +433,17 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
+def exit_now(code: int) -> None:
+    """End the rank with ``code``, its work written: Horovod shut down (what its ``atexit`` hook
+    does), the streams flushed, and no interpreter teardown, which with TensorFlow loaded took
+    0.95 s of every run's critical path on the 2-core main job (bench/RESULTS.md, issue 18). Every
+    file a rank writes is closed by then (``atomic_write_text``, checkpoints, the TensorBoard writer)."""
+    if hvd.is_initialized():
+        hvd.shutdown()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)
+
+
 if __name__ == "__main__":
-    sys.exit(main())
+    exit_now(main())

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import contextlib
 import time
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from models.launch import allocation_hosts
@@ -25,8 +24,7 @@ from pipeline.errors import UserError
 from pipeline import monitor
 from pipeline.monitor.session import Watch, background_watch
 from pipeline.prepare import Prepared, locate, prepare
-from pipeline.training import (LaunchOptions, check_input_kind, check_network, config_for, early_ranks, start_clock,
-                               train)
+from pipeline.training import LaunchOptions, check_input_kind, config_for, early_ranks, start_clock, train
 from pipeline.workdir import Workdir
 
 SUMMARY_KEYS = ("run_id", "state", "dataset_version", "n_train", "n_val", "n_test", "n_quarantined",
@@ -166,15 +164,10 @@ def run(config: JobConfig | None = None, workdir: str | Path = "dcpipe-work", wo
             text = cfg.source.is_text
             check_input_kind(cfg.train.network, "tokens" if text else "image",
                              f"source.kind {cfg.source.kind} gives")
-            with ThreadPoolExecutor(max_workers=1, thread_name_prefix="dcpipe-network-check") as pool:
-                # The input shape is the schema's: the network is built (TensorFlow imported, ~6 s) while
-                # Dask prepares, and its error, if any, is raised before any rank starts.
-                checked = None if text else pool.submit(check_network, cfg.train.network,
-                                                        list(cfg.schema.image_shape), len(cfg.schema.labels), 0)
-                prepared, watch = _prepare_in(stack, cfg, work.path, log, show_progress, started["marks"], client,
-                                              release=True, on_cluster=start_ranks)
-                if checked is not None:
-                    checked.result()
+            # TensorFlow is imported by the ranks alone; a network that cannot take the input is their
+            # one-line error, not restarted (models.train._network, models.launch.PlanRejected).
+            prepared, watch = _prepare_in(stack, cfg, work.path, log, show_progress, started["marks"], client,
+                                          release=True, on_cluster=start_ranks)
         summary = train(cfg, prepared, work, options, log=log, started=started,
                         watch=_watch(stack, cfg, watch, log), early=early)
     log(f"Summary ({Path(summary['run_dir']) / 'summary.json'}):\n{format_summary(summary)}")

@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import contextlib
 import json
-import os
 import shutil
 import time
 from collections.abc import Iterator
@@ -27,7 +26,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from models import sharding
-from models.launch import EarlyRanks, TrainingFailed, default_np, launch
+from models.launch import EarlyRanks, PlanRejected, TrainingFailed, default_np, launch
 from models.plan import TOKEN_NETWORKS, TrainPlan
 from models.rundir import RunBusy, RunDir, atomic_write_text
 from pipeline import plots, pretrained, store
@@ -127,22 +126,6 @@ def check_objective(objective: str, ref: store.DatasetRef, manifest: dict) -> No
     if objective == "classify" and "label" not in variables:
         raise UserError(f"train.objective: classify needs labels but dataset {ref} is an unlabelled packed corpus; "
                         "set train.objective: causal_lm (or masked_lm) with train.network: lm_transformer")
-
-
-def check_network(network: str, input_shape: list[int], n_classes: int, vocab_size: int,
-                  objective: str = "classify", causal: bool = False) -> None:
-    """Build the network once here, so that a network that cannot take the input fails in one line
-    before any rank starts (not inside every rank)."""
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")   # TensorFlow's start-up notes are not errors
-    from models import lm, networks   # TensorFlow: only once the cheap checks have passed
-    try:
-        if lm.is_lm(objective):
-            lm.build(objective, input_shape, vocab_size)
-        else:
-            networks.build(network, tuple(input_shape), n_classes, vocab_size=vocab_size, causal=causal)
-    except ValueError as exc:
-        raise UserError(f"train.network: {network} cannot take inputs of shape {list(input_shape)} "
-                        f"({str(exc).splitlines()[0]}); choose another train.network") from None
 
 
 def check_shares(cfg: JobConfig, manifest: dict, world: int) -> None:
@@ -254,8 +237,6 @@ def train(cfg: JobConfig, prepared: Prepared, workdir: Workdir, options: LaunchO
         plan = plan_for(cfg, prepared.ref, Path())       # its run_dir is set once the folder exists
         if cfg.train.init_from:
             plan = pretrained.resolve(cfg.train.init_from, workdir, plan)
-        check_network(plan.network, plan.input_shape, plan.n_classes, plan.vocab_size, cfg.train.objective,
-                      plan.causal)
     run = resumed or (early.run if early is not None else workdir.new_run())
     try:
         with run.lock():
@@ -284,6 +265,8 @@ def _train_in(run: RunDir, cfg: JobConfig, prepared: Prepared, plan: TrainPlan |
                              extra_env=watch.rank_env(run.id), early=early)
     except TrainingFailed as exc:
         _record(run, {**summary, "state": "failed", "finished": now(), "error": str(exc)})
+        if isinstance(exc, PlanRejected):   # the config's mistake, said in one line (models.train._network)
+            raise UserError(str(exc)) from None
         raise
     except BaseException:
         _record(run, {**summary, "state": "interrupted", "finished": now()})

@@ -11,7 +11,7 @@ import time
 import pytest
 
 from models import checkpoint
-from models.launch import launch
+from models.launch import PlanRejected, launch
 from models.supervise import run_processes
 from pipeline.job import prepare_only
 from tests.conftest import small_config, take_balanced
@@ -118,3 +118,26 @@ def test_a_rank_killed_mid_epoch_is_restarted_from_the_checkpoint_and_the_run_fi
           f"{calm['test_accuracy']:.3f}")
     assert calm["restarts"] == []
     assert abs(metrics["test_accuracy"] - calm["test_accuracy"]) <= 0.1
+
+
+@pytest.mark.horovod
+def test_a_network_that_cannot_take_the_input_is_refused_by_the_ranks_in_one_line_and_not_restarted(tiny):
+    """TensorFlow is the ranks' alone: they build the network, and one that cannot take the input is a
+    config error, written to rejected.json and raised as PlanRejected, with no restart."""
+    tmp, ref = tiny
+    horovodrun()
+    run_dir = tmp / "work" / "runs" / "rejected"
+    run_dir.mkdir(parents=True)
+    # a token network on the image store: vocab_size 0, which models.networks.build refuses
+    plan = plan_of(ref, run_dir, epochs=1, batch_size=16, network="text_transformer", max_restarts=2)
+    shape = plan.input_shape
+    expected = (f"train.network: text_transformer cannot take inputs of shape {shape} (network 'text_transformer' "
+                "reads token ids and needs vocab_size >= 3 (got 0); train it on a text dataset); "
+                "choose another train.network")
+    with pytest.raises(PlanRejected) as raised:
+        launch(plan, 1)
+    assert str(raised.value) == expected
+    assert json.loads((run_dir / "rejected.json").read_text()) == {"error": expected}
+    log = (run_dir / "train.log").read_text()
+    assert f"[rank 0] {expected}" in log
+    assert "[launch] attempt" not in log and not (run_dir / "metrics.json").exists()   # one attempt, no restart
