@@ -2,6 +2,8 @@
 from __future__ import annotations
 
 import argparse
+import logging
+import os
 import signal
 import sys
 import threading
@@ -236,5 +238,18 @@ def main(argv: list[str] | None = None) -> int:
             signal.signal(signal.SIGTERM, previous)
 
 
+def entry() -> None:
+    """The ``dcpipe`` command: :func:`main`, then the process ends at once with its code, the logs
+    and streams flushed, every file written closed and every process it started stopped, but without
+    Python's teardown of the modules it loaded (Dask, pandas, xarray, Zarr): 1.2 s of every
+    ``dcpipe run`` on the 2-core machine (bench/RESULTS.md, issue 18). Scripts call :func:`main` or
+    the API (``pipeline.api``) and exit the usual way."""
+    code = main()
+    logging.shutdown()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)
+
+
 if __name__ == "__main__":
-    sys.exit(main())
+    entry()

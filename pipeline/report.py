@@ -130,16 +130,14 @@ def masked_counts(manifest: dict) -> dict[str, int]:
 
 
 def _figure_png(draw, size=(4, 2.6)) -> str:
-    """A matplotlib figure drawn by ``draw(fig)``, as base64 PNG."""
-    import matplotlib
-    matplotlib.use("Agg")
-    from matplotlib import pyplot as plt
-    fig = plt.figure(figsize=size, dpi=80)
+    """A matplotlib figure drawn by ``draw(fig)``, as base64 PNG. A bare ``Figure``, not pyplot's:
+    no global state, so it can be drawn in a thread of its own (:func:`charts`)."""
+    from matplotlib.figure import Figure
+    fig = Figure(figsize=size, dpi=80)
     draw(fig)
     buf = io.BytesIO()
     fig.tight_layout()
     fig.savefig(buf, format="png")
-    plt.close(fig)
     return base64.b64encode(buf.getvalue()).decode()
 
 
@@ -165,19 +163,25 @@ def _labels_png(labels: dict[str, int]) -> str:
     return _figure_png(draw, size=(max(4, 0.35 * len(labels)), 2.8))
 
 
-def _montage_png(images: np.ndarray, titles: list[str]) -> str:
-    """Images side by side (grey when they have one channel), each titled (its label)."""
-    def draw(fig):
-        for i, (img, title) in enumerate(zip(images, titles)):
-            ax = fig.add_subplot(1, len(images), i + 1)
-            img = np.asarray(img, dtype="float32")
-            ax.imshow(img[..., 0] if img.ndim == 3 and img.shape[-1] == 1 else img, cmap="gray", vmin=0, vmax=1)
-            ax.set_title(title, fontsize=8)
-            ax.axis("off")
-    return _figure_png(draw, size=(1.1 * max(len(images), 1), 1.4))
+def _montage_png(images: np.ndarray) -> str:
+    """Images side by side as one PNG, each scaled up to at least ``MONTAGE_PIXELS`` high (nearest
+    neighbour), white between them, grey when they have one channel. The pixels themselves, not 16
+    matplotlib axes: those took 0.9 s of every prepare's critical path (bench/RESULTS.md, issue 18)."""
+    from matplotlib import image
+    imgs = np.clip(np.asarray(images, dtype="float32"), 0, 1)
+    if imgs.ndim == 4 and imgs.shape[-1] == 1:
+        imgs = imgs[..., 0]
+    k = -(-MONTAGE_PIXELS // imgs.shape[1])
+    imgs = imgs.repeat(k, axis=1).repeat(k, axis=2)
+    gap = np.ones((imgs.shape[1], 2 * k, *imgs.shape[3:]), dtype="float32")
+    row = np.concatenate([part for img in imgs for part in (gap, img)][1:], axis=1)
+    buf = io.BytesIO()
+    image.imsave(buf, row, cmap="gray", vmin=0, vmax=1, format="png")
+    return base64.b64encode(buf.getvalue()).decode()
 
 
 MONTAGE = 8             # images of each kind in the montage
+MONTAGE_PIXELS = 56     # least height of each montage image on the page
 QUARANTINE_EXAMPLES = 3  # records shown per reason
 RAW_CHARS = 100          # of each quarantined record's raw text
 
@@ -250,8 +254,9 @@ def _montage(shown: dict) -> str:
                           ("augmented", "their augmented copies")):
         if kind in shown["montage"]:
             images, titles = shown["montage"][kind]
-            parts.append(f"<figure class='montage' id='montage-{kind}'>{_img(caption, _montage_png(images, titles))}"
-                         f"<figcaption>{html.escape(caption)}</figcaption></figure>")
+            parts.append(f"<figure class='montage' id='montage-{kind}'>{_img(caption, _montage_png(images))}"
+                         f"<figcaption>{html.escape(caption)}; labels, left to right: "
+                         f"{html.escape(', '.join(titles))}</figcaption></figure>")
     return "".join(parts) or "<p>no images in this dataset</p>"
 
 
@@ -263,12 +268,20 @@ def _quarantine(shown: dict) -> str:
                    for reason, records in shown["quarantine"].items())
 
 
-def render_html(report: dict, histograms: dict, shown: dict | None = None) -> str:
-    shown = shown or {"montage": {}, "quarantine": {}}
-    labels = report["label_distribution"]
-    imgs = [_img("label distribution", _labels_png(labels))]
+def charts(report: dict, histograms: dict) -> list[str]:
+    """The ``<img>`` tags of the label distribution and the histograms: figures of the statistics
+    alone, so they can be drawn while the version is written (``pipeline.prepare``)."""
+    imgs = [_img("label distribution", _labels_png(report["label_distribution"]))]
     for name, (counts, edges) in histograms.items():
         imgs.append(_img(name, _png(name, np.asarray(counts), np.asarray(edges))))
+    return imgs
+
+
+def render_html(report: dict, histograms: dict, shown: dict | None = None, drawn: list[str] | None = None) -> str:
+    """The page; ``drawn``: :func:`charts` of ``report`` and ``histograms`` when drawn already."""
+    shown = shown or {"montage": {}, "quarantine": {}}
+    labels = report["label_distribution"]
+    imgs = charts(report, histograms) if drawn is None else drawn
     counts = [(k, report[k]) for k in ("records_in", "records_out", "duplicates_dropped")]
     counts += [(f"quarantined: {k}", v) for k, v in sorted(report["quarantined"].items())]
     cleaning = [(k, v) for k, v in sorted((report.get("cleaning") or {}).items()) if not k.startswith("masked_")]
@@ -294,10 +307,11 @@ def render_html(report: dict, histograms: dict, shown: dict | None = None) -> st
             f"{_table(col_rows, ('column', 'mean', 'std', 'min', 'max'))}</body></html>")
 
 
-def write(folder: Path, report: dict, histograms: dict, label_names: dict[int, str] | None = None) -> tuple[Path, Path]:
+def write(folder: Path, report: dict, histograms: dict, label_names: dict[int, str] | None = None,
+          drawn: list[str] | None = None) -> tuple[Path, Path]:
     """Write ``report.json`` and ``report.html`` into ``folder`` (the version being written: the
-    HTML shows some of its images and quarantined records)."""
+    HTML shows some of its images and quarantined records); ``drawn``: as for :func:`render_html`."""
     json_path, html_path = folder / "report.json", folder / "report.html"
     json_path.write_text(json.dumps(report, indent=1) + "\n")
-    html_path.write_text(render_html(report, histograms, examples(folder, label_names or {})))
+    html_path.write_text(render_html(report, histograms, examples(folder, label_names or {}), drawn))
     return json_path, html_path
