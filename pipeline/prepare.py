@@ -71,7 +71,8 @@ def _counts(rows, quarantine, records, client: Client, show_progress: bool, extr
 
 
 def _report(rows, manifest: dict, cfg: JobConfig, client: Client, show_progress: bool, log):
-    """Quality statistics of the persisted rows; returns a writer of report.json/html into a folder."""
+    """Quality statistics of the persisted rows; returns ``(draw, write)``: ``draw()`` starts drawing
+    the charts in a thread, ``write(folder)`` writes report.json/html into a folder."""
     columns = report.TEXT_COLUMNS if _is_text(cfg) else None
     split_by_label = report.lazy_split_by_label(rows)
     rows = report.text_lengths(rows) if columns else rows
@@ -81,17 +82,21 @@ def _report(rows, manifest: dict, cfg: JobConfig, client: Client, show_progress:
     hists = dict(zip(lazy_h, progress.compute(client, list(lazy_h.values()), "report-histograms", show_progress, log)))
     codes = {code: name for name, code in label_codes(cfg.schema).items()}
     built = report.build(manifest, stats, codes, stats["split_by_label"])
-    # The charts need the statistics alone: drawn in a thread while the version is written (0.6 s off
-    # a cache miss's critical path on 2 cores); the montage needs the written version.
-    pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="dcpipe-report-charts")
-    drawn = pool.submit(report.charts, built, hists)
-    pool.shutdown(wait=False)
+    drawn = []
+
+    def draw():
+        """The charts need the statistics alone: drawn in a thread once the version's graph is sent
+        (earlier, they held up building it), while the workers write (0.6 s off a cache miss's
+        critical path on 2 cores); the montage needs the written version."""
+        pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="dcpipe-report-charts")
+        drawn.append(pool.submit(report.charts, built, hists))
+        pool.shutdown(wait=False)
 
     def write(folder):
         with progress.LocalBar("report", 1, show=show_progress, log=log) as bar:
-            report.write(folder, built, hists, codes, drawn.result())
+            report.write(folder, built, hists, codes, drawn[0].result() if drawn else None)
             bar.update()
-    return write
+    return draw, write
 
 
 def _nothing_valid(quarantine, n_in: int, cfg: JobConfig) -> UserError:
@@ -236,7 +241,7 @@ def _prepare(cfg: JobConfig, client: Client, log, show_progress: bool, located: 
     manifest = _manifest(ref, cfg, sources, counts)
     gates.reconcile(manifest, str(ref.path))
     manifest["quality"] = gates.verdict(manifest, cfg.gates, cfg.schema, str(ref))
-    write_report = _report(rows, manifest, cfg, client, show_progress, log)
+    draw_charts, write_report = _report(rows, manifest, cfg, client, show_progress, log)
     ds = features.to_dataset(rows, counts.lengths, cfg, [s["name"] for s in sources])
     if features.is_packed(cfg):
         manifest, write_report = _packed_manifest(manifest, ds), _with_tokenizer(write_report, ds)
@@ -246,7 +251,8 @@ def _prepare(cfg: JobConfig, client: Client, log, show_progress: bool, located: 
     log(f"Writing {ref} ({manifest['records_out']} rows, {sum(counts.quarantined.values())} quarantined, "
         f"{manifest['duplicates_dropped']} duplicates dropped) to {ref.path}")
     published = store.publish(ds, quarantine, manifest, ref, cfg.store, log=log, extra_files=write_report,
-                              compute=lambda writes: progress.compute(client, writes, "features", show_progress, log),
+                              compute=lambda writes: progress.compute(client, writes, "features", show_progress, log,
+                                                                      sent=draw_charts),
                               show_progress=show_progress)
     if published.reused:
         return _cache_hit(ref, cfg, start, log, "was published meanwhile by another process")

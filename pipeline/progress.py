@@ -85,13 +85,15 @@ def stage_names(graph: dict, default: str) -> tuple[dict, dict]:
     return renamed, mapping
 
 
-def _submit(client: Client, expr, default: str, show: bool, log):
+def _submit(client: Client, expr, default: str, show: bool, log, sent=None):
     """Send ``expr``'s graph renamed by stage; wait for it with a bar per stage; the futures, nested
-    as ``expr.__dask_keys__()``."""
+    as ``expr.__dask_keys__()``. ``sent()``, if given, is called once the graph is with the scheduler."""
     from dask._task_spec import convert_legacy_graph   # tuples of older layers -> Task nodes (dask 2026.8)
     keys = expr.__dask_keys__()
     graph, mapping = stage_names(convert_legacy_graph(dict(expr.__dask_graph__())), default)
     futures = client.get(graph, _nested(keys, mapping), sync=False)
+    if sent is not None:
+        sent()
     flat = list(flatten(futures))
     if show:
         StageBars(flat, client, log).show()
@@ -122,13 +124,14 @@ def persist(client: Client, collections: list, default: str, show: bool = True, 
             for (func, args), ks, fs in zip((c.__dask_postpersist__() for c in collections), keys, futures)]
 
 
-def compute(client: Client, collections: list, default: str, show: bool = True, log=print) -> list:
+def compute(client: Client, collections: list, default: str, show: bool = True, log=print, sent=None) -> list:
     """``client.gather(client.compute(collections))`` with the tasks named by stage; a tuple of
-    collections (``da.histogram``'s counts and edges) is computed as a tuple."""
+    collections (``da.histogram``'s counts and edges) is computed as a tuple. ``sent()``, if given,
+    is called once the graph is with the scheduler (work for this process while the workers compute)."""
     items = [item if isinstance(item, tuple) else (item,) for item in collections]
     lazy = [c for item in items for c in item if is_dask_collection(c)]
     expr = _expr(lazy, finalize=True)
-    _, futures = _submit(client, expr, default, show, log)
+    _, futures = _submit(client, expr, default, show, log, sent)
     values = iter(client.gather(list(flatten(futures))))
     done = [tuple(next(values) if is_dask_collection(c) else c for c in item) for item in items]
     return [d if isinstance(item, tuple) else d[0] for d, item in zip(done, collections)]
