@@ -10,6 +10,7 @@ The stages are lazy functions; this module wires them together, persists the spl
 from __future__ import annotations
 
 import dataclasses
+import errno
 import shutil
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -220,6 +221,12 @@ def prepare(cfg: JobConfig, root: Path, client: Client, log=print, show_progress
     scratch = store.scratch_folder(located.ref.root, located.ref.name, located.ref.version)
     try:
         return _prepare(cfg, client, log, show_progress, located, scratch, start)
+    except OSError as exc:
+        if exc.errno != errno.ENOSPC:
+            raise
+        raise UserError(f"{located.ref.root}: no space left on device while preparing {located.ref} ({exc}); "
+                        "free space there and in the Dask workers' local directory (distributed's "
+                        "temporary-directory, where they spill), or give a --workdir on a larger disk") from None
     finally:   # the staged rows are needed until the version is written (a lost worker recomputes from them)
         shutil.rmtree(scratch, ignore_errors=True)
 

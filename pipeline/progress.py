@@ -34,7 +34,7 @@ from graphlib import TopologicalSorter
 from dask.base import collections_to_expr, is_dask_collection, tokenize
 from dask.core import flatten
 from dask.utils import key_split
-from distributed import Client, wait
+from distributed import Client, as_completed
 from distributed.diagnostics.progressbar import MultiProgressBar
 
 # Pipeline order: a fused task doing several takes the last one.
@@ -97,7 +97,12 @@ def _submit(client: Client, expr, default: str, show: bool, log, sent=None):
     flat = list(flatten(futures))
     if show:
         StageBars(flat, client, log).show()
-    wait(flat)
+    for done in as_completed(flat):
+        if done.status == "error":   # fail at the first failed task, not once every other one ended (or stalled)
+            try:
+                done.result()        # raises the task's own exception here
+            finally:
+                client.cancel(flat)
     return keys, futures
 
 
