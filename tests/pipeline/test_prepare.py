@@ -1,7 +1,6 @@
 import json
 import re
 import subprocess
-import time
 
 import numpy as np
 import pandas as pd
@@ -80,8 +79,8 @@ def test_a_file_with_the_wrong_number_of_columns_says_so(tmp_path, client):
 
 def test_a_full_disk_stops_the_preparation_at_once_in_one_line_and_publishes_nothing(small_csv, tmp_path, client):
     """A real full disk: the datasets root on a 64 KiB tmpfs mounted for the test (needs root). The
-    first task that cannot write ends the preparation (the other tasks are cancelled, not waited for)
-    with one line naming the folder and the fix; no version appears."""
+    first task that cannot write ends the preparation with one line naming the folder and the fix; no
+    version appears. (That a stage does not wait for its other tasks: tests/pipeline/test_progress.py.)"""
     disk = tmp_path / "small-disk"
     disk.mkdir()
     mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=64k", "tmpfs", str(disk)],
@@ -90,12 +89,10 @@ def test_a_full_disk_stops_the_preparation_at_once_in_one_line_and_publishes_not
         pytest.skip(f"cannot mount a small tmpfs to fill ({mounted.stderr.strip()}): the test needs root")
     try:
         root = disk / "datasets"
-        started = time.monotonic()
         with pytest.raises(UserError, match=rf"^{re.escape(str(root))}: no space left on device while preparing "
                                             r"mnist@[0-9a-f]{16} \(.*\); free space there and in the Dask workers' "
                                             r"local directory .*or give a --workdir on a larger disk$"):
             prepare(small_config(small_csv), root, client, log=lambda *_: None, show_progress=False)
-        assert time.monotonic() - started < 120
         assert store.versions(root, "mnist") == []
     finally:
         subprocess.run(["umount", "-l", str(disk)], check=True)

@@ -2,10 +2,15 @@
 terminal, one line per stage in a log file (no carriage returns), from the real CLI too."""
 import subprocess
 import sys
+import time
+
+import dask
 
 import pytest
 import yaml
 
+from pipeline import progress
+from pipeline.cluster import local_client
 from pipeline.progress import KEPT, STAGES, stage_of_name
 from tests.conftest import REPO, small_config, take_balanced
 
@@ -55,3 +60,24 @@ def test_cli_prepare_logs_one_line_per_stage_without_carriage_returns(tmp_path, 
     stages = [line.split()[1] for line in text.decode().splitlines() if line.startswith("[progress]")]
     for stage in ("validate", "clean", "split", "augment", "write", "checksums", "report"):
         assert stage in stages, text.decode()
+
+
+def _fails(_):
+    raise ValueError("row 7 cannot be parsed")
+
+
+def _slow(_):
+    time.sleep(60)
+    return 1
+
+
+def test_a_stage_ends_at_its_first_failed_task_without_waiting_for_the_others():
+    """One task fails at once while another runs for a minute: the stage raises the task's own error
+    within seconds (the rest cancelled), not once the slow task ends."""
+    with local_client(small_config("unused.csv").cluster, log=lambda *_: None) as client:
+        failing = dask.delayed(_fails, pure=False)(0, dask_key_name="ingest-fails")
+        slow = dask.delayed(_slow, pure=False)(0, dask_key_name="ingest-slow")
+        started = time.monotonic()
+        with pytest.raises(ValueError, match="row 7 cannot be parsed"):
+            progress.compute(client, [failing, slow], "ingest", show=False)
+        assert time.monotonic() - started < 30
