@@ -4,8 +4,12 @@ Tables (and images) are validated field by field and cleaned by :func:`pipeline.
 labelled text has its label judged (:func:`pipeline.validate.validate_labels`) and its text
 cleaned by :func:`pipeline.clean.clean_labelled_text`. The rest is shared.
 
-The stages are lazy functions; this module wires them together, persists the split table once
-(so row counts become known) and lets the store do the one compute that writes everything.
+The stages are lazy functions; this module wires them together, computes the split table once
+(so row counts become known) and lets the store do the one compute that writes everything. A
+table's split rows are staged on disk at their stored width (:mod:`pipeline.clean.staging`), not
+persisted: the report and the store read them back a partition at a time, so worker memory does
+not grow with the input (persisted, a 20 GB CSV's rows outgrew two workers and spilled until the
+disk was full). Text rows are persisted.
 """
 from __future__ import annotations
 
@@ -22,10 +26,10 @@ import dask.dataframe as dd
 from distributed import Client
 
 from pipeline import augment, credentials, features, gates, ingest, partitions, progress, provenance, report, store
-from pipeline.clean import clean, clean_labelled_text, with_duplicate_of
+from pipeline.clean import clean, clean_labelled_text, staging, with_duplicate_of
 from pipeline.config import JobConfig
 from pipeline.errors import UserError
-from pipeline.validate import label_codes, validate, validate_labels, validate_unlabelled
+from pipeline.validate import label_codes, validate, validate_labels, validate_unlabelled, value_columns
 
 
 MIN_PARTITIONS = 8   # of a small input (e.g. one gzip file): work for up to 8 workers
@@ -49,13 +53,18 @@ class _Counts:
     label_counts: dict[str, int]
 
 
-def _counts(rows, quarantine, records, client: Client, show_progress: bool, extra: dict, cfg: JobConfig, log):
-    """Persist the split table and quarantine; learn lengths, split, reason and cleaning counts."""
+def _counts(rows, quarantine, records, client: Client, show_progress: bool, extra: dict, cfg: JobConfig, log,
+            scratch: Path):
+    """Stage (tables; text: persist) the split table and persist the quarantine; learn lengths,
+    split, reason and cleaning counts."""
     lazy = {k: v for k, v in extra.items() if hasattr(v, "dask")}
+    staged = None if _is_text(cfg) else staging.stage(rows, scratch / "split", value_columns(cfg.schema))
     # ingest, validate, clean and split, named so on the dashboard
-    persisted = progress.persist(client, [rows, quarantine, records.map_partitions(len).sum(), *lazy.values()],
+    persisted = progress.persist(client, [rows if staged is None else staged.receipts, quarantine,
+                                          records.map_partitions(len).sum(), *lazy.values()],
                                  "ingest", show_progress, log)
     rows, quarantine, n_records, *done = partitions.wait_persisted(persisted)   # why: pipeline/partitions.py
+    rows = rows if staged is None else staged.rows(rows)
     # Few distinct values: one output partition each, no shuffle.
     lengths, per_split, reasons, labels, n_in, *cleaned = progress.compute(client, [
         rows.map_partitions(len), rows["split"].value_counts(split_out=1),
@@ -72,7 +81,7 @@ def _counts(rows, quarantine, records, client: Client, show_progress: bool, extr
 
 
 def _report(rows, manifest: dict, cfg: JobConfig, client: Client, show_progress: bool, log):
-    """Quality statistics of the persisted rows; returns ``(draw, write)``: ``draw()`` starts drawing
+    """Quality statistics of the split rows; returns ``(draw, write)``: ``draw()`` starts drawing
     the charts in a thread, ``write(folder)`` writes report.json/html into a folder."""
     columns = report.TEXT_COLUMNS if _is_text(cfg) else None
     split_by_label = report.lazy_split_by_label(rows)
@@ -242,7 +251,7 @@ def _prepare(cfg: JobConfig, client: Client, log, show_progress: bool, located: 
     records = ingested.records
     records = records.repartition(npartitions=max(records.npartitions, MIN_PARTITIONS))
     rows, quarantine, cleaning = _stages(records, cfg, scratch)
-    rows, quarantine, counts = _counts(rows, quarantine, records, client, show_progress, cleaning, cfg, log)
+    rows, quarantine, counts = _counts(rows, quarantine, records, client, show_progress, cleaning, cfg, log, scratch)
     if sum(counts.lengths) == 0:
         raise _nothing_valid(quarantine, counts.n_in, cfg)
     manifest = _manifest(ref, cfg, sources, counts)

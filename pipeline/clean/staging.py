@@ -11,9 +11,11 @@ memory stays that of a few partitions whatever the input size.
 A partition is two files named by a fresh id: ``<id>.npy``, the value block in the narrowest dtype
 that holds every value exactly (:func:`exact_dtype`; uint8 for images), and ``<id>.arrow``, the
 other columns (source, line, raw text, label) as lz4-compressed Arrow. The read gives back the
-frame that was written, values float64 again, so every later step sees exactly what it saw
-without staging. The folder must be one every worker can read and write (the dataset root);
-whoever stages removes it when the rows it feeds are computed (``prepare`` after publishing).
+frame that was written, values in their dtype again (float64 while cleaning), so every later step
+sees exactly what it saw without staging. The folder must be one every worker can read and write
+(the dataset root); whoever stages removes it when the rows it feeds are computed (``prepare``
+after publishing). ``prepare`` also stages the split table (:attr:`Staged.rows`): the store and
+the report read it back from disk, so no worker holds the whole table, whatever the input size.
 """
 from __future__ import annotations
 
@@ -64,11 +66,11 @@ def _write(frame: pd.DataFrame, folder: str, columns: list[str]) -> tuple[pd.Dat
     return (pd.DataFrame({"id": pd.array([ident], dtype="string"), "n": np.asarray([len(frame)], dtype="int64")}),)
 
 
-def _read(receipt: pd.DataFrame, folder: str, order: list[str], columns: list[str]) -> pd.DataFrame:
-    """The partition a receipt names, as it was written."""
+def _read(receipt: pd.DataFrame, folder: str, order: list[str], columns: list[str], dtype: str) -> pd.DataFrame:
+    """The partition a receipt names, as it was written (values as ``dtype``)."""
     base = Path(folder) / receipt["id"].iloc[0]
     head = feather.read_table(base.with_suffix(".arrow"), memory_map=True).to_pandas()
-    values = np.load(base.with_suffix(".npy")).astype("float64")
+    values = np.load(base.with_suffix(".npy")).astype(dtype, copy=False)
     frame = pd.concat([head, pd.DataFrame(values, columns=columns, index=head.index)], axis=1)
     return frame if list(frame.columns) == order else frame[order]
 
@@ -87,7 +89,13 @@ class Staged:
     @property
     def read(self) -> partial:
         """``read(receipt) -> rows``: plain values only, so it travels in a task without the graph."""
-        return partial(_read, folder=self.folder, order=list(self.meta.columns), columns=list(self.columns))
+        return partial(_read, folder=self.folder, order=list(self.meta.columns), columns=list(self.columns),
+                       dtype=str(self.meta[self.columns[0]].dtype))
+
+    def rows(self, receipts: dd.DataFrame) -> dd.DataFrame:
+        """The staged rows, read from disk by whoever computes them; ``receipts`` are
+        :attr:`receipts` (persisted, so the rows are written once and read as often as needed)."""
+        return receipts.map_partitions(self.read, meta=self.meta, token="staged-read")
 
 
 def stage(rows: dd.DataFrame, folder: Path, columns: list[str]) -> Staged:
