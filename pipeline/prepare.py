@@ -58,7 +58,8 @@ def _counts(rows, quarantine, records, client: Client, show_progress: bool, extr
     """Stage (tables; text: persist) the split table and persist the quarantine; learn lengths,
     split, reason and cleaning counts."""
     lazy = {k: v for k, v in extra.items() if hasattr(v, "dask")}
-    staged = None if _is_text(cfg) else staging.stage(rows, scratch / "split", value_columns(cfg.schema))
+    staged = None if _is_text(cfg) else staging.stage(rows, scratch / "split", value_columns(cfg.schema),
+                                                              name="staged-split")   # a split task
     # ingest, validate, clean and split, named so on the dashboard
     persisted = progress.persist(client, [rows if staged is None else staged.receipts, quarantine,
                                           records.map_partitions(len).sum(), *lazy.values()],

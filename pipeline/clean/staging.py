@@ -98,8 +98,9 @@ class Staged:
         return receipts.map_partitions(self.read, meta=self.meta, token="staged-read")
 
 
-def stage(rows: dd.DataFrame, folder: Path, columns: list[str]) -> Staged:
-    """Write every partition of ``rows`` to ``folder`` (lazily: when a pass that reads it is computed)."""
+def stage(rows: dd.DataFrame, folder: Path, columns: list[str], name: str = "clean-stage") -> Staged:
+    """Write every partition of ``rows`` to ``folder`` (lazily: when a pass that reads it is computed);
+    task keys start with ``name``, which names their stage on the dashboard (:mod:`pipeline.progress`)."""
     folder.mkdir(parents=True, exist_ok=True)
-    receipts = per_partition(rows, _write, (RECEIPT_META,), str(folder), list(columns), name="clean-stage")[0]
+    receipts = per_partition(rows, _write, (RECEIPT_META,), str(folder), list(columns), name=name)[0]
     return Staged(receipts, str(folder), rows._meta, list(columns))
