@@ -19,7 +19,9 @@ the report read it back from disk, so no worker holds the whole table, whatever 
 """
 from __future__ import annotations
 
+import errno
 import os
+import threading
 import uuid
 from dataclasses import dataclass
 from functools import partial
@@ -33,6 +35,10 @@ import pyarrow.feather as feather
 
 from pipeline.partitions import per_partition, value_block
 
+#: ``np.load`` parses a file's header with ``ast.literal_eval``; on CPython 3.11 two threads compiling
+#: at once can fail with "SystemError: AST constructor recursion depth mismatch" (cpython gh-106905),
+#: seen here with two threads of one worker reading staged partitions. One load per process at a time.
+_LOAD = threading.Lock()
 RECEIPT_META = pd.DataFrame({"id": pd.Series(dtype="string"), "n": pd.Series(dtype="int64")})
 #: tried in order; the first that holds a block exactly is the one stored
 NARROW = tuple(np.dtype(t) for t in ("uint8", "int16", "int32", "float32"))
@@ -58,7 +64,12 @@ def _write(frame: pd.DataFrame, folder: str, columns: list[str]) -> tuple[pd.Dat
     ident = uuid.uuid4().hex   # a task run again (lost worker) writes new files; its receipt names them
     base = Path(folder) / ident
     values = value_block(frame, columns)
-    np.save(base.with_suffix(".tmp.npy"), values.astype(exact_dtype(values), copy=False))
+    try:
+        np.save(base.with_suffix(".tmp.npy"), values.astype(exact_dtype(values), copy=False))
+    except OSError as exc:   # numpy's short write ("N requested and M written") carries no errno: the disk is full
+        if exc.errno is None and "requested and" in str(exc):
+            raise OSError(errno.ENOSPC, f"{os.strerror(errno.ENOSPC)} ({exc})", str(folder)) from None
+        raise
     os.replace(base.with_suffix(".tmp.npy"), base.with_suffix(".npy"))   # atomic: never half a file
     head = pa.Table.from_pandas(frame.drop(columns=columns), preserve_index=True)
     feather.write_feather(head, base.with_suffix(".tmp.arrow"), compression="lz4")
@@ -70,7 +81,9 @@ def _read(receipt: pd.DataFrame, folder: str, order: list[str], columns: list[st
     """The partition a receipt names, as it was written (values as ``dtype``)."""
     base = Path(folder) / receipt["id"].iloc[0]
     head = feather.read_table(base.with_suffix(".arrow"), memory_map=True).to_pandas()
-    values = np.load(base.with_suffix(".npy")).astype(dtype, copy=False)
+    with _LOAD:
+        values = np.load(base.with_suffix(".npy"))
+    values = values.astype(dtype, copy=False)
     frame = pd.concat([head, pd.DataFrame(values, columns=columns, index=head.index)], axis=1)
     return frame if list(frame.columns) == order else frame[order]
 
