@@ -65,7 +65,8 @@ def _counts(rows, quarantine, records, client: Client, show_progress: bool, extr
                                           records.map_partitions(len).sum(), *lazy.values()],
                                  "ingest", show_progress, log)
     rows, quarantine, n_records, *done = partitions.wait_persisted(persisted)   # why: pipeline/partitions.py
-    rows = rows if staged is None else staged.rows(rows)
+    if staged is not None:   # the receipts, a row per partition, to the client: the reads then depend on no task
+        rows = staged.rows(progress.compute(client, [rows], "split", show=False)[0])
     # Few distinct values: one output partition each, no shuffle.
     lengths, per_split, reasons, labels, n_in, *cleaned = progress.compute(client, [
         rows.map_partitions(len), rows["split"].value_counts(split_out=1),

@@ -79,10 +79,24 @@ def stage_names(graph: dict, default: str) -> tuple[dict, dict]:
         stage[key] = (stage_of_name(key_split(key)) or
                       (max(inherited, key=STAGES.index) if inherited else default))
     mapping = {k: k if key_split(k).startswith(KEPT) else _renamed(k, stage[k]) for k in graph}
-    renamed = {mapping[k]: node.substitute({d: mapping[d] for d in node.dependencies if d in mapping},
-                                           key=mapping[k])
+    renamed = {mapping[k]: _producing(node, node.substitute({d: mapping[d] for d in node.dependencies
+                                                             if d in mapping}, key=mapping[k]))
                for k, node in graph.items()}
     return renamed, mapping
+
+
+def _producing(node, renamed):
+    """``renamed`` still marked a data producer when ``node`` was one (dask's ``Task.substitute``
+    drops the mark, dask 2026.8). The scheduler queues data producers (root-task queuing: a worker
+    gets the next block once it has a thread free) and runs the work on the blocks it read first;
+    unmarked, every block of a 20 GB file was sent to the workers at once and read ahead of the
+    cleaning that consumes it."""
+    if not node.data_producer or renamed.data_producer:
+        return renamed
+    from dask._task_spec import Task
+    if type(renamed) is not Task:   # a fused subgraph or alias keeps its own reckoning
+        return renamed
+    return Task(renamed.key, renamed.func, *renamed.args, _data_producer=True, **renamed.kwargs)
 
 
 def _submit(client: Client, expr, default: str, show: bool, log, sent=None):

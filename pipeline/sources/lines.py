@@ -16,6 +16,10 @@ from collections.abc import Callable
 import dask.dataframe as dd
 import pandas as pd
 from dask import delayed
+from dask.base import tokenize
+from dask.delayed import Delayed
+from dask.highlevelgraph import HighLevelGraph
+from dask.utils import funcname
 from fsspec.utils import read_block
 
 from pipeline import sizeof as _sizeof  # noqa: F401 - registers the fast sizeof of wide frames on workers
@@ -97,5 +101,19 @@ def read_lines(files: list[InputFile], blocksize: int, parse: Parse, meta: pd.Da
             counts = [delayed(_count, pure=True)(f, off, ln) for off, ln in blocks]
             starts = delayed(first_lines, pure=True)(counts)
         for i, (off, ln) in enumerate(blocks):
-            parts.append(delayed(_parse_block, pure=True)(f, off, ln, starts, i, parse, skip_header))
+            parts.append(_producer(_parse_block, f, off, ln, starts, i, parse, skip_header))
     return dd.from_delayed(parts, meta=meta, verify_meta=False)
+
+
+def _producer(func, *args) -> Delayed:
+    """``delayed(func, pure=True)(*args)`` whose task is marked a data producer. A block's parse
+    depends on the line count of the blocks before it, so Dask's scheduler does not take it for a
+    root task by itself (a group that depends on a task of its own name is not root-ish) and
+    without the mark sends every block to the workers at once: they read a 2 GB file's blocks
+    ahead of the cleaning (2 GB of parsed blocks held per worker). Marked, the blocks are queued and
+    handed out as threads come free, each cleaned before the next is read."""
+    from dask._task_spec import Task, TaskRef   # dask's task spec (checked with dask 2026.8)
+    deps = [a for a in args if isinstance(a, Delayed)]
+    key = f"{funcname(func)}-{tokenize(func, *args)}"
+    task = Task(key, func, *(TaskRef(a.key) if isinstance(a, Delayed) else a for a in args), _data_producer=True)
+    return Delayed(key, HighLevelGraph.from_collections(key, {key: task}, dependencies=deps))
