@@ -94,7 +94,7 @@ def _producing(node, renamed):
     if not node.data_producer or renamed.data_producer:
         return renamed
     from dask._task_spec import Task
-    if type(renamed) is not Task:   # a fused subgraph or alias keeps its own reckoning
+    if type(renamed) is not Task:   # an Alias or DataNode computes nothing: never a producer
         return renamed
     return Task(renamed.key, renamed.func, *renamed.args, _data_producer=True, **renamed.kwargs)
 

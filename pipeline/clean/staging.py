@@ -77,7 +77,7 @@ def _write(frame: pd.DataFrame, folder: str, columns: list[str]) -> tuple[pd.Dat
     return (pd.DataFrame({"id": pd.array([ident], dtype="string"), "n": np.asarray([len(frame)], dtype="int64")}),)
 
 
-def _read(receipt: pd.DataFrame, folder: str, order: list[str], columns: list[str], dtype: str) -> pd.DataFrame:
+def _read(folder: str, order: list[str], columns: list[str], dtype: str, receipt: pd.DataFrame) -> pd.DataFrame:
     """The partition a receipt names, as it was written (values as ``dtype``)."""
     return _read_id(folder, order, columns, dtype, receipt["id"].iloc[0])
 
@@ -105,10 +105,14 @@ class Staged:
     columns: list
 
     @property
+    def _spec(self) -> tuple:
+        """(folder, column order, value columns, value dtype): what a read needs, plain values only."""
+        return self.folder, list(self.meta.columns), list(self.columns), str(self.meta[self.columns[0]].dtype)
+
+    @property
     def read(self) -> partial:
         """``read(receipt) -> rows``: plain values only, so it travels in a task without the graph."""
-        return partial(_read, folder=self.folder, order=list(self.meta.columns), columns=list(self.columns),
-                       dtype=str(self.meta[self.columns[0]].dtype))
+        return partial(_read, *self._spec)
 
     def rows(self, receipts: pd.DataFrame) -> dd.DataFrame:
         """The staged rows, read from disk by whoever computes them; ``receipts`` are :attr:`receipts`
@@ -120,9 +124,8 @@ class Staged:
         Read by a task per persisted receipt instead, all reads were ready at once and a 2 GB
         source's augmented blocks (3.0 GB per worker) waited for their writes."""
         # the spec bound positionally: a ``columns`` keyword would be taken for a column projection
-        spec = self.read.keywords
-        read = partial(_read_id, spec["folder"], spec["order"], spec["columns"], spec["dtype"])
-        return dd.from_map(read, list(receipts["id"]), meta=self.meta, label="staged-read", enforce_metadata=False)
+        return dd.from_map(partial(_read_id, *self._spec), list(receipts["id"]), meta=self.meta,
+                           label="staged-read", enforce_metadata=False)
 
 
 def stage(rows: dd.DataFrame, folder: Path, columns: list[str], name: str = "clean-stage") -> Staged:

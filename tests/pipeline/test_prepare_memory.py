@@ -5,7 +5,7 @@ transition and the peak over the run. Dask queues a graph's data producers (root
 and hands a worker the next block once its thread is free; the reading tasks of prepare (the
 source's blocks, the staged split rows the store reads back) must be marked so, or the scheduler
 sends them all at once and the workers read far ahead of the work that consumes what they read
-(a 2 GB source: 5.5 GB per worker; at 20 GB, spilled until the disk was full).
+(a 2 GB source: 5.8 GB RSS per worker; at 20 GB, spilled until the disk was full).
 """
 from distributed import LocalCluster
 from distributed.diagnostics.plugin import SchedulerPlugin
@@ -43,7 +43,7 @@ class PeakHeld(SchedulerPlugin):
             self.peak[phase] = max(self.peak[phase], self.now[phase])
 
 
-def test_prepare_holds_a_few_blocks_at_a_time_not_the_source(tmp_path, mnist_lines):
+def test_prepare_reads_no_block_far_ahead_of_its_consumers(tmp_path, mnist_lines):
     csv = tmp_path / "m.csv"
     csv.write_text("\n".join(take_balanced(mnist_lines, N_ROWS // 10)) + "\n")
     assert csv.stat().st_size > 30 * BLOCK, "the source must span many blocks"
