@@ -101,3 +101,22 @@ def test_an_image_group_like_the_schema_is_accepted():
     group = {"kind": "pixels", "name": "image", "columns": ["p*"], "shape": [28, 28, 1]}
     cfg = JobConfig().with_overrides(features={"groups": [group]})
     assert features.resolve_features(cfg).groups[0]["columns"] == ["p*"]
+
+
+def test_sort_divisions_balance_the_partitions_of_every_split():
+    """The split assigns a row by where its hash falls (train the lowest hashes of each class, test
+    the highest), so each split's keys fill only its share of its band; boundaries that spread a
+    split over its whole band put all of val (and of test) in a few partitions: at 20 GB, partitions
+    of ~375,000 rows whose float64 statistics took a worker to 80% of its memory limit."""
+    rng = np.random.default_rng(0)
+    n, npartitions = 400_000, 32
+    frame = pd.DataFrame({"label": rng.integers(0, 10, n),
+                          "order": rng.integers(0, 2**64, n, dtype=np.uint64, endpoint=False)})
+    cfg = SplitConfig()
+    frame["split"] = features._assign(frame, features._class_cutoffs(frame, cfg))
+    keys = features._sort_key(frame).to_numpy()
+    divisions = features.sort_divisions(cfg, npartitions)
+    sizes = np.bincount(np.searchsorted(divisions[1:-1], keys, side="right"), minlength=len(divisions) - 1)
+    assert sizes.sum() == n
+    assert sizes.max() <= 1.2 * n / npartitions, sizes      # the old boundaries: ~4x in val and test
+    assert (sizes > 0).all(), sizes
