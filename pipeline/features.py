@@ -77,16 +77,15 @@ def sort_divisions(cfg: SplitConfig, npartitions: int) -> list[int]:
     Hashes are uniform and the split goes by hash (:func:`_class_cutoffs`: train the lowest
     ``cfg.train`` of each class's hashes, test the highest), so the keys of split ``s`` fill only
     its share ``[edges[s], edges[s + 1])`` of its ``2**61`` wide band, and the ``q``-quantile of all
-    keys is ``s * band + q * band``: boundaries at ``q = i / npartitions`` balance the partitions.
-    (Spread over the whole band, they put each of val and test in a partition or two: at 20 GB,
-    ~375,000 rows each, whose float64 statistics took a worker to 80% of its memory limit.)
+    keys is ``s * band + q * band``: boundaries at ``q = i / npartitions`` balance the partitions
+    (spread over each whole band, they put all of val, and of test, in a partition or two).
     """
     edges = np.cumsum((0.0, cfg.train, cfg.val, cfg.test))
     band = 1 << _KEY_BITS
     inner = []
     for q in np.linspace(0, 1, npartitions + 1)[1:-1]:
-        s = min(int(np.searchsorted(edges, q, side="right") - 1), 2)
-        inner.append(s * band + min(int(q * band), band - 1))
+        s = int(np.searchsorted(edges, q, side="right") - 1)
+        inner.append(s * band + int(q * band))
     return sorted({0, *inner, 3 * band - 1})
 
 

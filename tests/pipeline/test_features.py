@@ -104,10 +104,8 @@ def test_an_image_group_like_the_schema_is_accepted():
 
 
 def test_sort_divisions_balance_the_partitions_of_every_split():
-    """The split assigns a row by where its hash falls (train the lowest hashes of each class, test
-    the highest), so each split's keys fill only its share of its band; boundaries that spread a
-    split over its whole band put all of val (and of test) in a few partitions: at 20 GB, partitions
-    of ~375,000 rows whose float64 statistics took a worker to 80% of its memory limit."""
+    """Each split's keys fill only its share of its band (the split goes by hash): the boundaries
+    must follow, or all of val and of test fall in a partition or two."""
     rng = np.random.default_rng(0)
     n, npartitions = 400_000, 32
     frame = pd.DataFrame({"label": rng.integers(0, 10, n),
@@ -118,5 +116,5 @@ def test_sort_divisions_balance_the_partitions_of_every_split():
     divisions = features.sort_divisions(cfg, npartitions)
     sizes = np.bincount(np.searchsorted(divisions[1:-1], keys, side="right"), minlength=len(divisions) - 1)
     assert sizes.sum() == n
-    assert sizes.max() <= 1.2 * n / npartitions, sizes      # the old boundaries: ~4x in val and test
+    assert sizes.max() <= 1.2 * n / npartitions, sizes      # the old boundaries: 3.2x (val 40,001, test 39,999)
     assert (sizes > 0).all(), sizes
