@@ -23,7 +23,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 import dask.dataframe as dd
-from distributed import Client
+from distributed import Client, futures_of
 
 from pipeline import augment, credentials, features, gates, ingest, partitions, progress, provenance, report, store
 from pipeline.clean import clean, clean_labelled_text, staging, with_duplicate_of
@@ -54,9 +54,10 @@ class _Counts:
 
 
 def _counts(rows, quarantine, records, client: Client, show_progress: bool, extra: dict, cfg: JobConfig, log,
-            scratch: Path):
-    """Stage (tables; text: persist) the split table and persist the quarantine; learn lengths,
-    split, reason and cleaning counts."""
+            scratch: Path, held: list):
+    """Stage (tables; text: persist) the split table and persist the quarantine (their futures
+    added to ``held``); then, in one pass over the split rows, learn lengths, split, reason and
+    cleaning counts and the report's statistics. Returns ``(rows, quarantine, counts, stats)``."""
     lazy = {k: v for k, v in extra.items() if hasattr(v, "dask")}
     staged = None if _is_text(cfg) else staging.stage(rows, scratch / "split", value_columns(cfg.schema),
                                                               name="staged-split")   # a split task
@@ -64,32 +65,39 @@ def _counts(rows, quarantine, records, client: Client, show_progress: bool, extr
     persisted = progress.persist(client, [rows if staged is None else staged.receipts, quarantine,
                                           records.map_partitions(len).sum(), *lazy.values()],
                                  "ingest", show_progress, log)
+    held.extend(futures_of(persisted))
     rows, quarantine, n_records, *done = partitions.wait_persisted(persisted)   # why: pipeline/partitions.py
     if staged is not None:   # the receipts, a row per partition, to the client: the reads then depend on no task
         rows = staged.rows(progress.compute(client, [rows], "split", show=False)[0])
-    # Few distinct values: one output partition each, no shuffle.
-    lengths, per_split, reasons, labels, n_in, *cleaned = progress.compute(client, [
-        rows.map_partitions(len), rows["split"].value_counts(split_out=1),
-        quarantine["reason"].value_counts(split_out=1), rows["label"].value_counts(split_out=1), n_records, *done],
-        "split", show=False)
-    cleaning = {**extra, **dict(zip(lazy, cleaned))}
+    # The counts with the report's statistics: the staged rows are read once for both (and the
+    # split and label counts are the report's split x class table and label counts).
+    report_rows, columns = _report_rows(rows, cfg)
+    lazy_stats = {**report.lazy_stats(report_rows, columns), "split_by_label": report.lazy_split_by_label(rows)}
+    lengths, reasons, n_in, *values = progress.compute(client, [
+        rows.map_partitions(len), quarantine["reason"].value_counts(split_out=1), n_records, *done,
+        *lazy_stats.values()], "report-statistics", show_progress, log)
+    cleaning = {**extra, **dict(zip(lazy, values[:len(done)]))}
+    stats = dict(zip(lazy_stats, values[len(done):]))
+    per_split = stats["split_by_label"].groupby(level=0).sum()
     names = {code: name for name, code in label_codes(cfg.schema).items()}
     counts = _Counts(n_in=int(n_in), lengths=tuple(int(n) for n in lengths),
                      per_split={name: int(per_split.get(i, 0)) for i, name in enumerate(features.SPLITS)},
                      quarantined={str(k): int(v) for k, v in reasons.items()},
                      cleaning={k: int(v) for k, v in cleaning.items()},
-                     label_counts={names.get(int(k), str(k)): int(v) for k, v in sorted(labels.items())})
-    return rows, quarantine, counts
+                     label_counts={names.get(int(k), str(k)): int(v)
+                                   for k, v in sorted(stats["label_counts"].items())})
+    return rows, quarantine, counts, stats
 
 
-def _report(rows, manifest: dict, cfg: JobConfig, client: Client, show_progress: bool, log):
-    """Quality statistics of the split rows; returns ``(draw, write)``: ``draw()`` starts drawing
-    the charts in a thread, ``write(folder)`` writes report.json/html into a folder."""
-    columns = report.TEXT_COLUMNS if _is_text(cfg) else None
-    split_by_label = report.lazy_split_by_label(rows)
-    rows = report.text_lengths(rows) if columns else rows
-    lazy = {**report.lazy_stats(rows, columns), "split_by_label": split_by_label}
-    stats = dict(zip(lazy, progress.compute(client, list(lazy.values()), "report-statistics", show_progress, log)))
+def _report_rows(rows, cfg: JobConfig):
+    """The rows the report describes and their columns (None: the value columns)."""
+    return (report.text_lengths(rows), report.TEXT_COLUMNS) if _is_text(cfg) else (rows, None)
+
+
+def _report(rows, stats: dict, manifest: dict, cfg: JobConfig, client: Client, show_progress: bool, log):
+    """The report of the split rows from their statistics (:func:`_counts`); returns ``(draw, write)``:
+    ``draw()`` starts drawing the charts in a thread, ``write(folder)`` writes report.json/html into a folder."""
+    rows, columns = _report_rows(rows, cfg)
     lazy_h = report.lazy_histograms(rows, stats, columns)
     hists = dict(zip(lazy_h, progress.compute(client, list(lazy_h.values()), "report-histograms", show_progress, log)))
     codes = {code: name for name, code in label_codes(cfg.schema).items()}
@@ -230,8 +238,9 @@ def prepare(cfg: JobConfig, root: Path, client: Client, log=print, show_progress
     if located.cached is not None:
         return located.cached
     scratch = store.scratch_folder(located.ref.root, located.ref.name, located.ref.version)
+    held = []   # what prepare persisted
     try:
-        return _prepare(cfg, client, log, show_progress, located, scratch, start)
+        prepared = _prepare(cfg, client, log, show_progress, located, scratch, start, held)
     except OSError as exc:
         if exc.errno != errno.ENOSPC:
             raise
@@ -240,10 +249,16 @@ def prepare(cfg: JobConfig, root: Path, client: Client, log=print, show_progress
                         "temporary-directory, where they spill), or give a --workdir on a larger disk") from None
     finally:   # the staged rows are needed until the version is written (a lost worker recomputes from them)
         shutil.rmtree(scratch, ignore_errors=True)
+    # Released now, not when a garbage collection breaks the cycles that hold the collections: a run
+    # stops its workers next, and the scheduler warned of "lost computed tasks" on every run. Not
+    # after a failure: a Ctrl-C reaches the whole process group, and a cancel there hung the
+    # interrupted run (tests/pipeline/test_early_ranks.py, 2 runs of 4).
+    client.cancel(held)
+    return prepared
 
 
 def _prepare(cfg: JobConfig, client: Client, log, show_progress: bool, located: Located, scratch: Path,
-             start: float) -> Prepared:
+             start: float, held: list) -> Prepared:
     ingested, ref = located.ingested, located.ref
     sources = ingested.inputs
 
@@ -253,13 +268,14 @@ def _prepare(cfg: JobConfig, client: Client, log, show_progress: bool, located: 
     records = ingested.records
     records = records.repartition(npartitions=max(records.npartitions, MIN_PARTITIONS))
     rows, quarantine, cleaning = _stages(records, cfg, scratch)
-    rows, quarantine, counts = _counts(rows, quarantine, records, client, show_progress, cleaning, cfg, log, scratch)
+    rows, quarantine, counts, stats = _counts(rows, quarantine, records, client, show_progress, cleaning, cfg, log,
+                                              scratch, held)
     if sum(counts.lengths) == 0:
         raise _nothing_valid(quarantine, counts.n_in, cfg)
     manifest = _manifest(ref, cfg, sources, counts)
     gates.reconcile(manifest, str(ref.path))
     manifest["quality"] = gates.verdict(manifest, cfg.gates, cfg.schema, str(ref))
-    draw_charts, write_report = _report(rows, manifest, cfg, client, show_progress, log)
+    draw_charts, write_report = _report(rows, stats, manifest, cfg, client, show_progress, log)
     ds = features.to_dataset(rows, counts.lengths, cfg, [s["name"] for s in sources])
     if features.is_packed(cfg):
         manifest, write_report = _packed_manifest(manifest, ds), _with_tokenizer(write_report, ds)

@@ -1,6 +1,9 @@
 import json
 import re
+import os
 import subprocess
+import sys
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -12,6 +15,8 @@ from pipeline.cluster import local_client
 from pipeline.errors import UserError
 from pipeline.prepare import prepare
 from tests.conftest import small_config
+
+REPO = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture(scope="module")
@@ -52,6 +57,34 @@ def test_prepare_writes_a_plain_zarr_store_and_quarantine(small_csv, tmp_path, c
     assert sorted(q["line"]) == [101, 102, 103, 104] and q.loc[q["line"] == 101, "raw"].item() == "1,2,3"
     saved = json.loads((result.ref.path / "manifest.json").read_text())
     assert saved["version"] == result.ref.version and saved["sources"][0]["name"] == "dirty.csv"
+
+
+# Run as its own process with the garbage collector off: in a test process the collections were
+# already unreachable when prepare returned, in `dcpipe run` a reference cycle kept them.
+_HELD_AFTER_PREPARE = """
+import gc, sys
+gc.disable()
+from pipeline.cluster import dask_client
+from pipeline.config import load_config
+from pipeline.prepare import prepare
+cfg = load_config(None)
+cluster = cfg.cluster.model_copy(update={"dashboard_address": ":0"})
+if __name__ == "__main__":
+    with dask_client(cluster, log=lambda *_: None) as client:
+        prepare(cfg, sys.argv[1], client, log=lambda *_: None, show_progress=False)
+        print(sorted({str(k) for k in client.run_on_scheduler(lambda dask_scheduler: list(dask_scheduler.tasks))}))
+"""
+
+
+def test_prepare_leaves_no_task_in_the_cluster(tmp_path):
+    """What prepare persisted is released when it returns, not at a later garbage collection: a run
+    stops its workers next, and the scheduler logged that it lost computed tasks (the quarantine's)."""
+    script = tmp_path / "held.py"
+    script.write_text(_HELD_AFTER_PREPARE)
+    out = subprocess.run([sys.executable, str(script), str(tmp_path / "datasets")], capture_output=True,
+                         text=True, timeout=300, cwd=REPO, env={**os.environ, "PYTHONPATH": str(REPO)})
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert out.stdout.strip().splitlines()[-1] == "[]"
 
 
 def test_same_inputs_are_a_cache_hit_and_other_config_a_new_version(small_csv, tmp_path, client):
