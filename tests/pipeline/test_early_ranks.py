@@ -27,6 +27,18 @@ def _dcpipe_run(tmp_path, cfg: dict):
                             env=env, cwd=tmp_path, start_new_session=True)
 
 
+@pytest.fixture(autouse=True)
+def _stop_what_the_test_started(tmp_path):
+    """A test that fails midway (a run that hung past its timeout) still stops what it started: the
+    ranks run in their own process groups and waited on, ~30% of a core each, for 45 minutes."""
+    yield
+    for pid in run_processes(str(tmp_path / "work")):   # dcpipe, horovodrun, the ranks: each names the workdir
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+
+
 def _ranks(work) -> list[int]:
     """The rank processes of the early run under ``work`` (its folder exists once they start)."""
     folders = list((work / "runs").glob("*")) if (work / "runs").is_dir() else []
