@@ -30,7 +30,8 @@ def _dcpipe_run(tmp_path, cfg: dict):
 @pytest.fixture(autouse=True)
 def _stop_what_the_test_started(tmp_path):
     """A test that fails midway (a run that hung past its timeout) still stops what it started: the
-    ranks run in their own process groups and waited on, ~30% of a core each, for 45 minutes."""
+    ranks run in their own process groups, and two hung runs' ranks waited on for 45 minutes at 12-21%
+    of a core each."""
     yield
     for pid in run_processes(str(tmp_path / "work")):   # dcpipe, horovodrun, the ranks: each names the workdir
         try:
