@@ -56,28 +56,33 @@ class _Counts:
 def _counts(rows, quarantine, records, client: Client, show_progress: bool, extra: dict, cfg: JobConfig, log,
             scratch: Path, held: list):
     """Stage (tables; text: persist) the split table and persist the quarantine (their futures
-    added to ``held``); then, in one pass over the split rows, learn lengths, split, reason and
-    cleaning counts and the report's statistics. Returns ``(rows, quarantine, counts, stats)``."""
+    added to ``held``); with them, in the same graph, the lengths, split, reason and cleaning
+    counts and the report's statistics. Returns ``(rows, quarantine, counts, stats)``."""
     lazy = {k: v for k, v in extra.items() if hasattr(v, "dask")}
     staged = None if _is_text(cfg) else staging.stage(rows, scratch / "split", value_columns(cfg.schema),
                                                               name="staged-split")   # a split task
+    # The counts and the report's statistics are reductions of the split rows as they are made, not
+    # of the rows read back from the staging: no second pass, no second round trip (and the split
+    # and label counts are the report's split x class table and label counts).
+    report_rows, columns = _report_rows(rows, cfg)
+    if columns is None:   # the reductions named the report's on the dashboard (text lengths are already)
+        report_rows = report_rows.map_partitions(_same, meta=report_rows._meta, token="report-rows")
+    lazy_stats = {**report.lazy_stats(report_rows, columns), "split_by_label": report.lazy_split_by_label(rows)}
+    small = [rows.map_partitions(len), quarantine["reason"].value_counts(split_out=1),
+             records.map_partitions(len).sum(), *lazy.values(), *lazy_stats.values()]
     # ingest, validate, clean and split, named so on the dashboard
-    persisted = progress.persist(client, [rows if staged is None else staged.receipts, quarantine,
-                                          records.map_partitions(len).sum(), *lazy.values()],
+    persisted = progress.persist(client, [rows if staged is None else staged.receipts, quarantine, *small],
                                  "ingest", show_progress, log)
     held.extend(futures_of(persisted))
-    rows, quarantine, n_records, *done = partitions.wait_persisted(persisted)   # why: pipeline/partitions.py
-    if staged is not None:   # the receipts, a row per partition, to the client: the reads then depend on no task
-        rows = staged.rows(progress.compute(client, [rows], "split", show=False)[0])
-    # The counts with the report's statistics: the staged rows are read once for both (and the
-    # split and label counts are the report's split x class table and label counts).
-    report_rows, columns = _report_rows(rows, cfg)
-    lazy_stats = {**report.lazy_stats(report_rows, columns), "split_by_label": report.lazy_split_by_label(rows)}
-    lengths, reasons, n_in, *values = progress.compute(client, [
-        rows.map_partitions(len), quarantine["reason"].value_counts(split_out=1), n_records, *done,
-        *lazy_stats.values()], "report-statistics", show_progress, log)
-    cleaning = {**extra, **dict(zip(lazy, values[:len(done)]))}
-    stats = dict(zip(lazy_stats, values[len(done):]))
+    rows, quarantine, *small = partitions.wait_persisted(persisted)   # why: pipeline/partitions.py
+    # the receipts (a row per partition) and the small results to the client: the staged reads then
+    # depend on no task
+    lengths, reasons, n_in, *values = progress.compute(
+        client, [*small, *([] if staged is None else [rows])], "split", show=False)
+    if staged is not None:
+        rows = staged.rows(values.pop())
+    cleaning = {**extra, **dict(zip(lazy, values[:len(lazy)]))}
+    stats = dict(zip(lazy_stats, values[len(lazy):]))
     per_split = stats["split_by_label"].groupby(level=0).sum()
     names = {code: name for name, code in label_codes(cfg.schema).items()}
     counts = _Counts(n_in=int(n_in), lengths=tuple(int(n) for n in lengths),
@@ -92,6 +97,10 @@ def _counts(rows, quarantine, records, client: Client, show_progress: bool, extr
 def _report_rows(rows, cfg: JobConfig):
     """The rows the report describes and their columns (None: the value columns)."""
     return (report.text_lengths(rows), report.TEXT_COLUMNS) if _is_text(cfg) else (rows, None)
+
+
+def _same(frame):
+    return frame
 
 
 def _report(rows, stats: dict, manifest: dict, cfg: JobConfig, client: Client, show_progress: bool, log):
