@@ -9,7 +9,8 @@ for the pipeline's stages. :func:`stage_names` renames every task of a graph ``<
   ``write``...; when a fused name says several, the latest in pipeline order);
 - any other task takes the latest stage of its inputs, so that the ``getitem`` after ``validate``
   is ``validate`` too, and a task with no named input takes the phase's stage (``ingest`` for
-  the source's blocks, ``report-statistics`` for the report's reductions).
+  the source's blocks); the report's reductions are ``report-statistics`` by the rows they reduce
+  (``report-rows``, ``report-text-lengths``), computed in the same graph as the split.
 
 Dask's P2P shuffle tasks (``shuffle-transfer``, ``shuffle-barrier``, ``p2pshuffle``) keep their
 names: the shuffle finds its barrier by name.
