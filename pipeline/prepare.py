@@ -259,10 +259,10 @@ def prepare(cfg: JobConfig, root: Path, client: Client, log=print, show_progress
     finally:   # the staged rows are needed until the version is written (a lost worker recomputes from them)
         shutil.rmtree(scratch, ignore_errors=True)
     # Released now, not when a garbage collection breaks the cycles that hold the collections: a run
-    # stops its workers next, and the scheduler warned of "lost computed tasks" on every run. Not
-    # after a failure: a Ctrl-C reaches the whole process group, and a cancel there hung the
-    # interrupted run (tests/pipeline/test_early_ranks.py, 2 runs of 4).
-    client.cancel(held)
+    # stops its workers next, and the scheduler warned of "lost computed tasks" on every run (released,
+    # not cancelled: see progress.release). Not after a failure: a Ctrl-C reaches the whole process
+    # group (tests/pipeline/test_early_ranks.py).
+    progress.release(client, held)
     return prepared
 
 

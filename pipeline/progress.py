@@ -144,6 +144,23 @@ def persist(client: Client, collections: list, default: str, show: bool = True, 
             for (func, args), ks, fs in zip((c.__dask_postpersist__() for c in collections), keys, futures)]
 
 
+def release(client: Client, futures: list, timeout: float = 10.0) -> None:
+    """Let the cluster forget what ``persist`` gave (``futures_of`` its collections) now, not when the
+    collections are garbage: release each future, and wait (up to ``timeout`` s) until the scheduler
+    holds none of them (a release is a message, sent on the client's own loop).
+
+    Released, not cancelled: ``client.cancel`` also cancels every dependent task, and distributed
+    2026.8's scheduler fails its own ``assert ts.who_wants`` on a dependent no client wants, which
+    drops this client's connection (the next compute then fails with "scheduler-connection-lost").
+    """
+    keys = {future.key for future in futures}
+    for future in futures:
+        future.release()
+    deadline = time.monotonic() + timeout
+    while keys & set(client.who_has()) and time.monotonic() < deadline:   # (released futures are cancelled: by key)
+        time.sleep(0.02)
+
+
 def compute(client: Client, collections: list, default: str, show: bool = True, log=print, sent=None) -> list:
     """``client.gather(client.compute(collections))`` with the tasks named by stage; a tuple of
     collections (``da.histogram``'s counts and edges) is computed as a tuple. ``sent()``, if given,

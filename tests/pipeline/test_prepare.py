@@ -62,6 +62,7 @@ def test_prepare_writes_a_plain_zarr_store_and_quarantine(small_csv, tmp_path, c
 _HELD_AFTER_PREPARE = """
 import gc, sys
 gc.disable()
+import dask.array
 from pipeline.cluster import dask_client
 from pipeline.config import load_config
 from pipeline.prepare import prepare
@@ -71,18 +72,24 @@ if __name__ == "__main__":
     with dask_client(cluster, log=lambda *_: None) as client:
         prepare(cfg, sys.argv[1], client, log=lambda *_: None, show_progress=False)
         print(sorted({str(k) for k in client.run_on_scheduler(lambda dask_scheduler: list(dask_scheduler.tasks))}))
+        print([event for _, event in client.get_events(client.id) if event.get("action") == "cancel"])
+        print(int(dask.array.ones(8, chunks=4).sum().compute()))   # the client still works
 """
 
 
 def test_prepare_leaves_no_task_in_the_cluster(tmp_path):
     """What prepare persisted is released when it returns, not at a later garbage collection: a run
-    stops its workers next, and the scheduler logged that it lost computed tasks (the quarantine's)."""
+    stops its workers next, and the scheduler logged that it lost computed tasks (the quarantine's).
+    Released, not cancelled: distributed 2026.8's scheduler can fail an assertion on a cancel of keys
+    with their dependents and drop the client's connection (a compute right after prepare failed with
+    "scheduler-connection-lost" in CI)."""
     script = tmp_path / "held.py"
     script.write_text(_HELD_AFTER_PREPARE)
     out = subprocess.run([sys.executable, str(script), str(tmp_path / "datasets")], capture_output=True,
                          text=True, timeout=300, cwd=REPO, env={**os.environ, "PYTHONPATH": str(REPO)})
     assert out.returncode == 0, out.stderr[-2000:]
-    assert out.stdout.strip().splitlines()[-1] == "[]"
+    *_, tasks, cancels, total = out.stdout.strip().splitlines()
+    assert (tasks, cancels, total) == ("[]", "[]", "8"), out.stdout[-2000:]
 
 
 def test_same_inputs_are_a_cache_hit_and_other_config_a_new_version(small_csv, tmp_path, client):
