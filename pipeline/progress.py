@@ -116,8 +116,8 @@ def _submit(client: Client, expr, default: str, show: bool, log, sent=None):
         if done.status == "error":   # fail at the first failed task, not once every other one ended (or stalled)
             try:
                 done.result()        # raises the task's own exception here
-            finally:
-                client.cancel(flat)
+            finally:                 # the rest stop: nothing wants them (released, not cancelled: see release)
+                release(client, flat)
     return keys, futures
 
 
