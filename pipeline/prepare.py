@@ -261,7 +261,8 @@ def prepare(cfg: JobConfig, root: Path, client: Client, log=print, show_progress
     # Released now, not when a garbage collection breaks the cycles that hold the collections: a run
     # stops its workers next, and the scheduler warned of "lost computed tasks" on every run (released,
     # not cancelled: see progress.release). Not after a failure: a Ctrl-C reaches the whole process
-    # group (tests/pipeline/test_early_ranks.py).
+    # group, and a cancel waiting on the scheduler there hung the interrupted run (tests/pipeline/
+    # test_early_ranks.py, 2 runs of 4); the release waits on it too.
     progress.release(client, held)
     return prepared
 

@@ -146,8 +146,9 @@ def persist(client: Client, collections: list, default: str, show: bool = True, 
 
 def release(client: Client, futures: list, timeout: float = 10.0) -> None:
     """Let the cluster forget what ``persist`` gave (``futures_of`` its collections) now, not when the
-    collections are garbage: release each future, and wait (up to ``timeout`` s) until the scheduler
-    holds none of them (a release is a message, sent on the client's own loop).
+    collections are garbage: release each future, and wait (up to ``timeout`` s) until no worker
+    holds their results (a release is a message, sent on the client's own loop; a key that another
+    future or client still wants stays, and the wait then ends at the timeout).
 
     Released, not cancelled: ``client.cancel`` also cancels every dependent task, and distributed
     2026.8's scheduler fails its own ``assert ts.who_wants`` on a dependent no client wants, which
@@ -157,7 +158,7 @@ def release(client: Client, futures: list, timeout: float = 10.0) -> None:
     for future in futures:
         future.release()
     deadline = time.monotonic() + timeout
-    while keys & set(client.who_has()) and time.monotonic() < deadline:   # (released futures are cancelled: by key)
+    while keys & set(client.who_has()) and time.monotonic() < deadline:   # by key: who_has refuses released futures
         time.sleep(0.02)
 
 
