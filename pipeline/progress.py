@@ -145,10 +145,11 @@ def persist(client: Client, collections: list, default: str, show: bool = True, 
 
 
 def release(client: Client, futures: list, timeout: float = 10.0) -> None:
-    """Let the cluster forget what ``persist`` gave (``futures_of`` its collections) now, not when the
-    collections are garbage: release each future, and wait (up to ``timeout`` s) until no worker
-    holds their results (a release is a message, sent on the client's own loop; a key that another
-    future or client still wants stays, and the wait then ends at the timeout).
+    """Let the cluster forget ``futures`` now (what ``persist`` gave, ``futures_of`` its collections;
+    a failed stage's others), not when whatever holds them is garbage: release each future, and wait
+    (up to ``timeout`` s) until no worker holds their results (a release is a message, sent on the
+    client's own loop; a key that another future or client still wants stays, and the wait then ends
+    at the timeout).
 
     Released, not cancelled: ``client.cancel`` also cancels every dependent task, and distributed
     2026.8's scheduler fails its own ``assert ts.who_wants`` on a dependent no client wants, which
